@@ -30,6 +30,7 @@ from typing import Any
 
 from .config import by_scale, describe, device, is_full, scale, seed, seed_everything, steps
 from .results import report
+from .train import progress
 
 __version__ = "0.1.0"
 
@@ -43,6 +44,7 @@ __all__ = [
     "describe",
     "device",
     "is_full",
+    "progress",
     "report",
     "scale",
     "seed",
