@@ -1,5 +1,7 @@
-"""Test-session set-up: every chapter runs at ci scale on one thread, and nbval's per-notebook
-execution times are written to ``_build/timings.md`` (a table, not an assertion)."""
+"""pytest plugin, loaded by pyproject's addopts in every run (also ``pytest book/x.ipynb``).
+
+Every chapter runs at ci scale on one thread, and nbval's per-notebook execution times are
+written to ``_build/timings.md`` (a table, not an assertion)."""
 
 from __future__ import annotations
 
