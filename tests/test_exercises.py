@@ -15,6 +15,7 @@ import nbformat
 import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 
+from hild.assign import exercise_cells, student_notebook
 from hild.book.notebooks import chapter_sources
 from hild.checks import CheckFailed
 
@@ -29,32 +30,27 @@ def _exec(source: str, ns: dict) -> None:
         exec(compile(_ipy.transform_cell(source), "<cell>", "exec"), ns)
 
 
-def _cleared(nb):
-    from nbgrader.preprocessors import ClearSolutions
-
-    stub = nbformat.from_dict(nb)
-    ClearSolutions(enforce_metadata=False).preprocess(stub, {})
-    return stub
 
 
 @pytest.mark.parametrize("md", CHAPTERS, ids=[p.stem for p in CHAPTERS])
 def test_checks_pass_on_solutions_and_fail_on_stubs(md):
     nb = nbformat.read(md.with_suffix(".ipynb"), as_version=4)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    setup = next(c for c in code if "setup" in c.metadata.get("tags", []))
-    stubs = [c for c in _cleared(nb).cells if c.cell_type == "code"]
-    exercises = [i for i, c in enumerate(code) if "### BEGIN SOLUTION" in c.source]
-    assert exercises, f"{md.name} has no exercises"
-    for i in exercises:
-        check = code[i + 1].source
+    setup = next(c for c in nb.cells if "setup" in c.metadata.get("tags", []))
+    student = student_notebook(nb, slug=md.stem)
+    stubs = {c.metadata["nbgrader"]["grade_id"]: c.source for c in student.cells if "nbgrader" in c.metadata}
+    pairs = exercise_cells(nb)
+    assert pairs, f"{md.name} has no exercises"
+    for n, (i, j) in enumerate(pairs, start=1):
+        solution, check = nb.cells[i].source, nb.cells[j].source
+        stub = stubs[f"{md.stem}-exercise-{n}"]
         ns: dict = {}
         _exec(setup.source, ns)
-        assert "raise NotImplementedError" in stubs[i].source
-        _exec(stubs[i].source, ns)
+        assert "raise NotImplementedError" in stub
+        _exec(stub, ns)
         with pytest.raises(CheckFailed, match="not answered yet"):
             _exec(check, ns)
         try:
-            _exec(code[i].source, ns)
+            _exec(solution, ns)
         except NameError as exc:
             pytest.fail(f"{md.name}: an exercise may use only the set-up cell's names ({exc})")
         _exec(check, ns)  # the solution passes

@@ -35,7 +35,7 @@ from .train import progress
 __version__ = "0.1.0"
 
 _SUBMODULES = frozenset(
-    {"config", "data", "models", "optim", "hessian", "ntk", "train", "plot", "checks", "results", "book"}
+    {"config", "data", "models", "optim", "hessian", "ntk", "train", "plot", "checks", "results", "book", "assign"}
 )
 
 __all__ = [

@@ -202,7 +202,7 @@ def _convert_markdown(text: str, ctx: _Context) -> str:
         body = _convert_markdown("\n".join(body_lines), ctx) if body_lines else ""
         out.append(_render_directive(name, arg, opts, body, ctx))
         i = j + 1
-    result = "\n".join(out)
+    result = re.sub(r"\n{3,}", "\n\n", "\n".join(out))
     return _convert_roles(result, ctx).strip("\n")
 
 
