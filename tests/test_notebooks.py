@@ -56,6 +56,9 @@ def test_chapter_contract(md):
     paper = fm.get("paper")
     assert isinstance(paper, dict) and PAPER_KEYS <= set(paper), f"front matter `paper:` needs {sorted(PAPER_KEYS)}"
     assert paper["bib"] in INFO.bib, f"paper.bib {paper['bib']!r} is not in book/references.bib"
+    results = fm.get("results")
+    assert isinstance(results, dict) and {"claim", "paper", "ci", "full"} <= set(results), (
+        "front matter `results:` needs claim, paper, ci, full (the appendix's results table)")
     assert re.search(r"^\(" + re.escape(md.stem) + r"\)=\s*$", text, re.M), f"label ({md.stem})= above the title"
     assert ":::{admonition} At a glance" in text, "an 'At a glance' box"
     assert "{colab}`" in text, "a Colab badge ({colab}`Open in Colab`) in the At a glance box"

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BookInfo", "md_to_notebook", "notebook_json", "chapter_sources", "find_root", "main"]
+__all__ = ["BookInfo", "md_to_notebook", "notebook_json", "chapter_sources", "toc_chapters", "find_root", "main"]
 
 _FENCE = re.compile(r"^(?P<fence>`{3,}|:{3,})\{(?P<name>[\w:-]+)\}[ \t]*(?P<arg>.*)$")
 _OPTION = re.compile(r"^:(?P<key>[\w-]+):[ \t]*(?P<value>.*)$")
@@ -259,6 +259,30 @@ def chapter_sources(root: Path) -> list[Path]:
         if head.startswith("---") and "jupytext" in head:
             out.append(md)
     return out
+
+
+def toc_chapters(root: Path) -> list[Path]:
+    """The chapter sources listed in _toc.yml, in its order."""
+    import yaml
+
+    found: list[Path] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key in ("root", "file"):
+                if isinstance(node.get(key), str):
+                    md = root / (node[key].removesuffix(".md") + ".md")
+                    if md in sources and md not in found:
+                        found.append(md)
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    sources = set(chapter_sources(root))
+    walk(yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8")))
+    return found
 
 
 def find_root(start: Path | None = None) -> Path:

@@ -1,10 +1,13 @@
-"""Sphinx extension of the book: the ``{colab}`` role.
+"""Sphinx extension of the book: the ``{colab}`` role and the generated appendix tables.
 
 ``{colab}`Open in Colab``` renders the Colab badge linking to this page's notebook in the
 repository; the URL comes from ``_config.yml`` (``repository.url`` and ``repository.branch``,
 which Jupyter Book passes on as ``html_theme_options``), so it is written in one place only. The
 badge image ships with the book (``_static/colab-badge.svg``): the rendered book loads no
 third-party image.
+
+``{papers-table}`` and ``{results-table}`` build the appendix tables from every chapter's front
+matter (``paper:`` and ``results:``), so a new chapter appears there without editing the page.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ import html
 from pathlib import Path
 from typing import Any
 
+import yaml
 from docutils import nodes
+from sphinx import addnodes
 from sphinx.application import Sphinx
-from sphinx.util.docutils import SphinxRole
+from sphinx.util.docutils import SphinxDirective, SphinxRole
 
 _BADGE = """<svg xmlns="http://www.w3.org/2000/svg" width="117" height="20" role="img" aria-label="Open in Colab">
 <rect width="117" height="20" rx="3" fill="#555"/><rect x="21" width="96" height="20" rx="3" fill="#f9ab00"/>
@@ -47,6 +52,112 @@ class ColabRole(SphinxRole):
         return [nodes.raw("", tag, format="html")], []
 
 
+def _chapters(env: Any) -> list[tuple[str, dict[str, Any]]]:
+    """(docname, front matter) of every chapter (a page whose front matter has ``paper:``), in
+    the order of the table of contents."""
+    out = []
+    order = {d: i for i, d in enumerate(env.found_docs)}
+    toc_order = getattr(env, "hild_toc_order", None) or order
+    for docname in sorted(env.found_docs, key=lambda d: toc_order.get(d, len(toc_order))):
+        path = Path(env.doc2path(docname))
+        if path.suffix != ".md":
+            continue
+        text = path.read_text(encoding="utf-8")
+        if not text.startswith("---"):
+            continue
+        meta = yaml.safe_load(text.split("---", 2)[1]) or {}
+        if isinstance(meta.get("paper"), dict):
+            env.note_dependency(str(path))
+            out.append((docname, meta))
+    return out
+
+
+def _title(env: Any, docname: str) -> str:
+    t = env.titles.get(docname)
+    return t.astext() if t is not None else docname.rsplit("/", 1)[-1]
+
+
+def _doc_link(docname: str, text: str) -> nodes.Node:
+    ref = addnodes.pending_xref("", refdomain="std", reftype="doc", reftarget="/" + docname, refexplicit=False,
+                                refwarn=True)
+    ref += nodes.inline(text, text)
+    return ref
+
+
+def _table(headers: list[str], rows: list[list[nodes.Node | str]], widths: list[int]) -> nodes.table:
+    table = nodes.table(classes=["hild-table"])
+    group = nodes.tgroup(cols=len(headers))
+    table += group
+    for w in widths:
+        group += nodes.colspec(colwidth=w)
+    head = nodes.thead()
+    group += head
+    row = nodes.row()
+    for h in headers:
+        row += nodes.entry("", nodes.paragraph(text=h))
+    head += row
+    body = nodes.tbody()
+    group += body
+    for cells in rows:
+        row = nodes.row()
+        for c in cells:
+            para = nodes.paragraph()
+            para += c if isinstance(c, nodes.Node) else nodes.Text(str(c))
+            row += nodes.entry("", para)
+        body += row
+    return table
+
+
+def _link(url: str | None, text: str) -> nodes.Node | str:
+    if not url:
+        return "—"
+    return nodes.reference(text, text, refuri=url)
+
+
+class PapersTable(SphinxDirective):
+    """Every paper of the book: title, authors, venue, arXiv, official code, chapter."""
+
+    def run(self) -> list[nodes.Node]:
+        rows = []
+        for docname, meta in _chapters(self.env):
+            p = meta["paper"]
+            arxiv = str(p.get("arxiv") or "")
+            rows.append([
+                p.get("title", ""),
+                ", ".join(p.get("authors", [])),
+                f"{p.get('venue', '')}",
+                _link(f"https://arxiv.org/abs/{arxiv}" if arxiv else None, arxiv),
+                _link(p.get("code"), "code"),
+                _doc_link(docname, _title(self.env, docname)),
+            ])
+        return [_table(["Paper", "Authors", "Venue", "arXiv", "Code", "Chapter"], rows, [30, 22, 14, 10, 6, 18])]
+
+
+class ResultsTable(SphinxDirective):
+    """Each chapter's claim, the paper's number, ours at ci scale and at full scale (with device)."""
+
+    def run(self) -> list[nodes.Node]:
+        rows = []
+        for docname, meta in _chapters(self.env):
+            r = meta.get("results") or {}
+            rows.append([_doc_link(docname, _title(self.env, docname)), r.get("claim", "—"),
+                         r.get("paper", "—"), r.get("ci", "—"), r.get("full", "—")])
+        return [_table(["Chapter", "Claim", "Paper", "Ours, ci scale (seeds 0-4)", "Ours, full scale"], rows,
+                       [18, 30, 18, 20, 14])]
+
+
+def _toc_order(app: Sphinx, env: Any, docnames: list[str]) -> None:
+    """Remember the order of _toc.yml (Jupyter Book passes it as ``external_toc_path``)."""
+    order: dict[str, int] = {}
+    path = Path(app.srcdir) / str(getattr(app.config, "external_toc_path", "_toc.yml"))
+    if path.exists():
+        import re
+
+        for i, f in enumerate(re.findall(r"(?:file|root):\s*(\S+)", path.read_text(encoding="utf-8"))):
+            order[f.removesuffix(".md")] = i
+    env.hild_toc_order = order
+
+
 def _write_badge(app: Sphinx) -> None:
     static = Path(app.outdir) / "_static"
     static.mkdir(parents=True, exist_ok=True)
@@ -55,5 +166,8 @@ def _write_badge(app: Sphinx) -> None:
 
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_role("colab", ColabRole())
+    app.add_directive("papers-table", PapersTable)
+    app.add_directive("results-table", ResultsTable)
+    app.connect("env-before-read-docs", _toc_order)
     app.connect("builder-inited", _write_badge)
     return {"version": "0.1", "parallel_read_safe": True, "parallel_write_safe": True}
