@@ -193,6 +193,7 @@ def run_gda(
     tol: float | None = None,
     diverge_at: float = 1e12,
     keep_path: bool = False,
+    warn_unstable: bool = True,
 ) -> GDARun:
     """Run ``method`` ("sim", "alt" or "alex") from the game's (x0, y0), stopping at ``tol`` or ``diverge_at``.
 
@@ -202,11 +203,16 @@ def run_gda(
         steps: the iteration cap.
         tol: stop at the first t with ‖z_t‖² ≤ tol (absolute).
         keep_path: also return every iterate (for plotting trajectories).
+        warn_unstable: if ``game`` can compute its update matrix (a QuadraticGame), warn when the
+            steps make the method diverge, naming the stable range; pass False where divergence is
+            the point of the experiment.
     """
     if method not in ("sim", "alt", "alex"):
         raise ValueError(f"unknown method {method!r}: use 'sim', 'alt' or 'alex'")
     if method == "alt":
         gamma = delta = 1.0
+    if warn_unstable and hasattr(game, "check_step"):
+        game.check_step(method, alpha=alpha, beta=beta, gamma=gamma, delta=delta)  # type: ignore[arg-type]
     x, y = np.array(game.x0, dtype=np.float64), np.array(game.y0, dtype=np.float64)
     state: State = (x, y, y.copy())
     out = [float(x @ x + y @ y)]
