@@ -19,6 +19,8 @@ hessian   Hessian-vector products, top eigenpairs, trace, spectral density
 train     one small training loop with callbacks
 plot      the book's figure style and recurring figure kinds
 checks    exercise checks that print a verdict and raise on a wrong answer
+metrics   calibration (NLL, ECE) and ensemble diversity (disagreement, symmetric KL)
+rank      singular values and ranks of weights and their changes along training
 results   machine-readable claim numbers, for seed sweeps and the results page
 ========  ==============================================================================
 """
@@ -35,7 +37,8 @@ from .train import progress
 __version__ = "0.1.0"
 
 _SUBMODULES = frozenset(
-    {"config", "data", "models", "optim", "hessian", "ntk", "train", "plot", "checks", "results", "book", "assign"}
+    {"config", "data", "models", "optim", "hessian", "ntk", "train", "plot", "checks", "results", "book", "assign",
+     "metrics", "rank"}
 )
 
 __all__ = [

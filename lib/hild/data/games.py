@@ -305,3 +305,169 @@ def count_iterations(
         s = Mblock @ s
         t += block
     return None
+
+
+# ============================================================================ finite-sum games
+# Chae, Yun and Kim, *Stochastic Extragradient with Flip-Flop Shuffling & Anchoring* (NeurIPS 2024),
+# official code ``SEG-monotone.py`` and ``SEG-strongly_monotone.py``: n quadratic components whose
+# average is a (strongly) monotone game, while single components need not be monotone at all.
+
+from typing import Any  # noqa: E402
+
+__all__ += ["FiniteSumGame", "finite_sum_game"]
+
+
+@dataclass(frozen=True, eq=False)
+class FiniteSumGame:
+    """A finite-sum quadratic game min_x max_y (1/n) Σᵢ fᵢ(x, y), fᵢ(z) = ½ zᵀQᵢz − tᵢᵀz, z = (x, y).
+
+    The saddle operator of component i is Fᵢ(z) = S(Qᵢz − tᵢ) with S = diag(1_dx, −1_dy): descent on x,
+    ascent on y. The game's operator is their mean F(z) = S(Q̄z − t̄), zero at the saddle point z*.
+
+    Attributes:
+        Q: (n, d, d) symmetric component Hessians, d = dx + dy; Qᵢ = [[Aᵢ, Bᵢ], [Bᵢᵀ, −Cᵢ]].
+        t: (n, d) component linear terms.
+        dx: the min player's dimension (the max player has d − dx).
+        z0: (d,) the starting point.
+    """
+
+    Q: np.ndarray
+    t: np.ndarray
+    dx: int
+    z0: np.ndarray
+
+    def __post_init__(self) -> None:
+        Q = np.asarray(self.Q, dtype=np.float64)
+        t = np.asarray(self.t, dtype=np.float64)
+        z0 = np.asarray(self.z0, dtype=np.float64)
+        if Q.ndim != 3 or Q.shape[1] != Q.shape[2]:
+            raise ValueError(f"Q must have shape (n, d, d), got {Q.shape}")
+        n, d, _ = Q.shape
+        if t.shape != (n, d) or z0.shape != (d,):
+            raise ValueError(f"t must have shape ({n}, {d}) and z0 ({d},), got {t.shape} and {z0.shape}")
+        if not 0 < int(self.dx) < d:
+            raise ValueError(f"dx must be between 1 and d − 1 = {d - 1}, got {self.dx}")
+        if not np.allclose(Q, Q.transpose(0, 2, 1), atol=1e-12 * (1 + np.abs(Q).max())):
+            raise ValueError("every component Hessian Q[i] must be symmetric")
+        for k, v in (("Q", Q), ("t", t), ("z0", z0), ("dx", int(self.dx))):
+            object.__setattr__(self, k, v)
+
+    @property
+    def n(self) -> int:
+        return self.Q.shape[0]
+
+    @property
+    def d(self) -> int:
+        return self.Q.shape[1]
+
+    @property
+    def signs(self) -> np.ndarray:
+        """S as a vector: +1 on the min player's coordinates, −1 on the max player's."""
+        return np.concatenate([np.ones(self.dx), -np.ones(self.d - self.dx)])
+
+    @property
+    def jacobians(self) -> np.ndarray:
+        """(n, d, d) the components' operator Jacobians SQᵢ (Fᵢ(z) = SQᵢz − Stᵢ)."""
+        return self.signs[None, :, None] * self.Q
+
+    def loss(self, i: int, x: Any, y: Any) -> Any:
+        """fᵢ(x, y) for NumPy arrays or torch tensors (a torch optimizer's closure calls this)."""
+        Q, t = self.Q[i], self.t[i]
+        if hasattr(x, "detach"):
+            import torch
+
+            Q, t = torch.as_tensor(Q, dtype=x.dtype), torch.as_tensor(t, dtype=x.dtype)
+            z = torch.cat([x, y])
+        else:
+            z = np.concatenate([x, y])
+        return 0.5 * z @ Q @ z - t @ z
+
+    def operator(self, z: np.ndarray, i: int | None = None) -> np.ndarray:
+        """F(z), or the component's Fᵢ(z) when ``i`` is given."""
+        if i is None:
+            return self.signs * (self.Q.mean(0) @ z - self.t.mean(0))
+        return self.signs * (self.Q[i] @ z - self.t[i])
+
+    def solution(self) -> np.ndarray:
+        """The saddle point z*: the linear solve Q̄z = t̄ (least squares if Q̄ is singular)."""
+        Qm, tm = self.Q.mean(0), self.t.mean(0)
+        return np.linalg.lstsq(Qm, tm, rcond=None)[0]
+
+    def residual2(self, z: np.ndarray) -> float:
+        """‖F(z)‖², the squared norm of the game's operator (zero exactly at the saddle point)."""
+        r = self.operator(z)
+        return float(r @ r)
+
+    def monotonicity(self) -> float:
+        """μ = λ_min of the symmetric part of F's Jacobian: > 0 strongly monotone, 0 monotone."""
+        J = self.signs[:, None] * self.Q.mean(0)
+        return float(np.linalg.eigvalsh(0.5 * (J + J.T))[0])
+
+    def component_monotonicity(self) -> np.ndarray:
+        """λ_min of each component's symmetric Jacobian part (negative: that component is not monotone)."""
+        J = self.jacobians
+        return np.linalg.eigvalsh(0.5 * (J + J.transpose(0, 2, 1)))[:, 0]
+
+    def lipschitz(self) -> float:
+        """max over components of ‖SQᵢ‖₂, the components' Lipschitz constant."""
+        return float(np.linalg.norm(self.Q, ord=2, axis=(1, 2)).max())
+
+
+def finite_sum_game(
+    dx: int = 20, n: int = 40, *, kind: Literal["monotone", "strongly_monotone"] = "monotone", seed: int = 0,
+    min_singular: float = 0.0,
+) -> FiniteSumGame:
+    """A random finite-sum quadratic game of the SEG-FFA paper's experiments (dx = dy).
+
+    * ``"monotone"`` (official ``SEG-monotone.py``): Qᵢ = [[2Dᵢ, Bᵢ], [Bᵢᵀ, −2Eᵢ]] with diagonal
+      Dᵢ, Eᵢ of ±1 where, on each coordinate, exactly half the components get −1. Every component is
+      indefinite (not monotone) while the average is bilinear, Q̄ = [[0, B̄], [B̄ᵀ, 0]]: monotone,
+      not strongly. Start: z* + (1, ..., 1).
+    * ``"strongly_monotone"`` (official ``SEG-strongly_monotone.py``): Aᵢ, Cᵢ = O diag(0.5 + 0.5u) Oᵀ
+      with O Haar-orthogonal and u ~ U(0, 1), so every component is strongly monotone with μ ≥ 0.5.
+      Start: z* + (1, ..., 1)/√d.
+
+    In both, Bᵢ has entries U(0, 1) and tᵢ ~ N(0, I).
+
+    Args:
+        dx: each player's dimension; n: the number of components (even for ``"monotone"``).
+        seed: seeds the instance.
+        min_singular: redraw (with the next draw of the same generator) until the smallest singular
+            value of Q̄ is at least this. A nearly singular Q̄ puts z* far out (‖z*‖ ∝ 1/σ_min) and
+            the components' noise at z*, ‖Fᵢ(z*)‖, grows with it: about one ``"monotone"`` draw in
+            five has σ_min < 1e-3 and needs many more passes for every method.
+    """
+    if dx < 1 or n < 1:
+        raise ValueError(f"need dx ≥ 1 and n ≥ 1, got dx={dx}, n={n}")
+    if kind not in ("monotone", "strongly_monotone"):
+        raise ValueError(f"unknown kind {kind!r}: use 'monotone' or 'strongly_monotone'")
+    if kind == "monotone" and n % 2:
+        raise ValueError(f"the monotone game gives −1 to exactly half the components: n must be even, got {n}")
+    rng = np.random.default_rng(seed)
+    d = 2 * dx
+    for _ in range(1000):
+        Q = np.zeros((n, d, d))
+        if kind == "monotone":
+            signs = np.ones((n, d))
+            for j in range(d):
+                signs[rng.choice(n, size=n // 2, replace=False), j] = -1.0
+            for i in range(n):
+                Q[i, :dx, :dx] = np.diag(2 * signs[i, :dx])
+                Q[i, dx:, dx:] = -np.diag(2 * signs[i, dx:])
+        else:
+            for i in range(n):
+                Oa, Oc = _haar(dx, rng), _haar(dx, rng)
+                Q[i, :dx, :dx] = (Oa * (0.5 + 0.5 * rng.uniform(size=dx))) @ Oa.T
+                Q[i, dx:, dx:] = -(Oc * (0.5 + 0.5 * rng.uniform(size=dx))) @ Oc.T
+        B = rng.uniform(size=(n, dx, dx))
+        Q[:, :dx, dx:] = B
+        Q[:, dx:, :dx] = B.transpose(0, 2, 1)
+        Q = 0.5 * (Q + Q.transpose(0, 2, 1))
+        t = rng.standard_normal((n, d))
+        if np.linalg.svd(Q.mean(0), compute_uv=False)[-1] >= min_singular:
+            break
+    else:
+        raise ValueError(f"no draw in 1000 had σ_min(Q̄) ≥ {min_singular}: lower min_singular")
+    z_star = np.linalg.lstsq(Q.mean(0), t.mean(0), rcond=None)[0]
+    shift = np.ones(d) if kind == "monotone" else np.ones(d) / np.sqrt(d)
+    return FiniteSumGame(Q=Q, t=t, dx=dx, z0=z_star + shift)

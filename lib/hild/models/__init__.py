@@ -1,10 +1,46 @@
 """The networks the chapters train. One file per model family.
 
-=======  ===============================================
-mlp      multilayer perceptrons (``MLP``)
-=======  ===============================================
+=================  ===============================================
+mlp                multilayer perceptrons (``MLP``)
+ntk                layers and MLPs in the NTK parameterisation (``NTKLinear``, ``NTKMLP``, ``NTKRNN``)
+attention          one softmax attention layer (``SoftmaxAttention``); attention entropy and its bound
+sigma_reparam      σReparam: Ŵ = (γ/σ(W))W on any nn.Linear (``SigmaReparam``, ``sigma_reparam``)
+two_layer          f(x) = s·aᵀσ(Wx + b) + c in NumPy, closed-form gradients, SGD/SAM (``TwoLayer``, ``train_sgd``)
+representation     feature rank, active units, vanished/duplicated neurons (``feature_rank``, ...)
+prefix_attention   f(X) = vᵀXᵀsoftmax(XWp), trainable p and/or W, exact saturated gradients (``PrefixAttention``)
+patch_cnn          the two-layer patch CNN of Cutout/CutMix theory, smoothed leaky ReLU (``PatchCNN``)
+resnet             ResNet-18 for 32x32 images (``ResNet18``), the data chapters' full-scale network
+transformer        decoder-only transformer with pluggable position ids, greedy decoding (``DecoderTransformer``)
+=================  ===============================================
 """
 
 from .mlp import ACTIVATIONS, MLP
+from .ntk import NTKLinear, NTKMLP, NTKRNN
 
-__all__ = ["ACTIVATIONS", "MLP"]
+__all__ = ["ACTIVATIONS", "MLP", "NTKLinear", "NTKMLP", "NTKRNN"]
+
+from .attention import SoftmaxAttention, attention_entropy, entropy_lower_bound, head_entropy
+from .sigma_reparam import SigmaReparam, effective_weight, sigma_reparam
+
+__all__ += ["SoftmaxAttention", "attention_entropy", "entropy_lower_bound", "head_entropy",
+            "SigmaReparam", "effective_weight", "sigma_reparam"]
+
+from .two_layer import TwoLayer, TwoLayerRun, train_sgd
+from .representation import (NeuronCollapse, active_units, explained_variance, feature_rank, neuron_collapse,
+                             ridge_path)
+
+__all__ += ["TwoLayer", "TwoLayerRun", "train_sgd", "NeuronCollapse", "active_units", "explained_variance",
+            "feature_rank", "neuron_collapse", "ridge_path"]
+
+from .prefix_attention import PrefixAttention, attend
+
+__all__ += ["PrefixAttention", "attend"]
+
+from .patch_cnn import PatchCNN, smoothed_leaky_relu
+from .resnet import ResNet18
+
+__all__ += ["PatchCNN", "smoothed_leaky_relu", "ResNet18"]
+
+from .transformer import DecoderTransformer, KVCache, TransformerConfig, addition_construction, greedy_decode
+
+__all__ += ["DecoderTransformer", "KVCache", "TransformerConfig", "addition_construction", "greedy_decode"]
