@@ -20,7 +20,7 @@ train     one small training loop with callbacks
 plot      the book's figure style and recurring figure kinds
 checks    exercise checks that print a verdict and raise on a wrong answer
 metrics   calibration (NLL, ECE) and ensemble diversity (disagreement, symmetric KL)
-rank      singular values and ranks of weights and their changes along training
+rank      singular values and ranks of weights and their changes; Slingshot events
 results   machine-readable claim numbers, for seed sweeps and the results page
 ========  ==============================================================================
 """
