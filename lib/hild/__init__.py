@@ -16,6 +16,7 @@ data      synthetic generators and small real data sets
 models    the networks the chapters train
 optim     the optimizers and samplers the papers study
 hessian   Hessian-vector products, top eigenpairs, trace, spectral density
+ntk       neural tangent kernels: empirical, analytic, linearised model, kernel dynamics
 train     one small training loop with callbacks
 plot      the book's figure style and recurring figure kinds
 checks    exercise checks that print a verdict and raise on a wrong answer

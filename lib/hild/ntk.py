@@ -778,8 +778,8 @@ class BottleneckRun:
     """A run of :func:`train_bottleneck`.
 
     Attributes:
-        steps: (K,) recorded steps, from 0.
-        loss: (K,) the training loss ½ Σ_train ‖F − F₀ − y‖² at those steps.
+        loss: (S + 1,) the training loss ½ Σ_train ‖F − F₀ − y‖² at every step 0..S.
+        steps: (K,) the steps at which outputs and z were recorded (every ``every`` and the last).
         outputs: (K, M, O) centred outputs F − F₀ on all M points (training points first).
         z: (K, M, d) the bottleneck representation g(x) on all points.
     """
@@ -810,7 +810,8 @@ def train_bottleneck(head: nn.Module, z0: Tensor, theta_g: Tensor, y: Tensor, *,
             (a draw from the NNGP of g, one independent column per bottleneck unit).
         theta_g: (M, N) NTK of g between all points and the training points.
         y: (N, O) targets.
-        lr: the step η; steps: number of steps (capped by ``HILD_MAX_STEPS``); every: record every.
+        lr: the step η; steps: number of steps (capped by ``HILD_MAX_STEPS``).
+        every: record outputs and z every ``every`` steps (the loss is recorded at every step).
 
     Returns:
         :class:`BottleneckRun`.
@@ -831,9 +832,9 @@ def train_bottleneck(head: nn.Module, z0: Tensor, theta_g: Tensor, y: Tensor, *,
         zk = z.clone().requires_grad_(True)
         out = head(zk).reshape(len(z), -1) - out0
         loss = 0.5 * ((out[:n] - y2) ** 2).sum()
+        rec["loss"].append(loss.detach())
         if k % every == 0 or k == steps:
-            for key, v in (("steps", torch.tensor(k)), ("loss", loss.detach()), ("outputs", out.detach()),
-                           ("z", z.clone())):
+            for key, v in (("steps", torch.tensor(k)), ("outputs", out.detach()), ("z", z.clone())):
                 rec[key].append(v)
         if k == steps:
             break
