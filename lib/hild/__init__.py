@@ -20,6 +20,7 @@ ntk       neural tangent kernels: empirical, analytic, linearised model, kernel 
 train     one small training loop with callbacks
 plot      the book's figure style and recurring figure kinds
 checks    exercise checks that print a verdict and raise on a wrong answer
+classify  fit and evaluate a classifier on tensors (early stopping, augmentation, batched eval)
 metrics   calibration (NLL, ECE) and ensemble diversity (disagreement, symmetric KL)
 rank      singular values and ranks of weights and their changes; Slingshot events
 results   machine-readable claim numbers, for seed sweeps and the results page
@@ -39,7 +40,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = frozenset(
     {"config", "data", "models", "optim", "hessian", "ntk", "train", "plot", "checks", "results", "book", "assign",
-     "metrics", "rank"}
+     "metrics", "rank", "classify"}
 )
 
 __all__ = [
