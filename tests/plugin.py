@@ -46,3 +46,16 @@ def pytest_sessionfinish(session, exitstatus):
         f"(mean {sum(_durations.values()) / len(rows):.1f} s).",
     ]
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def pytest_runtest_setup(item):
+    """Library tests share a worker process (``--dist loadfile``): a test module that changes
+    torch's default dtype at import leaks it into the next file's tests. Fail where it leaked."""
+    if item.nodeid.split("::", 1)[0].endswith(".ipynb"):
+        return
+    import torch
+
+    if torch.get_default_dtype() != torch.float32:
+        raise RuntimeError(
+            f"torch's default dtype is {torch.get_default_dtype()} before {item.nodeid}: a test module "
+            "set it globally; set it in a fixture that restores it")

@@ -8,7 +8,15 @@ import torch
 from hild.models.prefix_attention import PrefixAttention, attend
 from hild.optim.normalized_gd import NormalizedGD
 
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    """The saturated regime needs float64's exponent range; the default is restored after each test."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
 
 
 def _data(seed=0, n=4, T=5, d=6):

@@ -85,31 +85,30 @@ def _order(theta: torch.Tensor, which: str) -> torch.Tensor:
     return torch.argsort(theta.abs(), descending=True)
 
 
-def _orthonormalize(P: torch.Tensor, Q: torch.Tensor, *, drop_below: float) -> torch.Tensor:
-    """Columns of ``P`` orthogonalised against ``Q`` (twice: "twice is enough") and each other.
-
-    Columns that are (numerically) in the span of ``Q`` or of earlier columns are dropped.
-    """
-    for _ in range(2):
-        if Q.shape[1]:
+def _orthonormalize(P: torch.Tensor, Q: torch.Tensor, *, drop_below: float, passes: int = 2) -> torch.Tensor:
+    """Columns of ``P`` orthogonalised against ``Q`` (classical Gram-Schmidt, twice: "twice is
+    enough") and then against each other; columns that were (numerically) in the span of ``Q`` or
+    of earlier columns are dropped."""
+    norms0 = torch.linalg.vector_norm(P, dim=0).tolist()
+    if Q.shape[1]:
+        for _ in range(passes):
             P = P - Q @ (Q.T @ P)
-    keep = []
-    for j in range(P.shape[1]):  # modified Gram-Schmidt within the block, with a rank test
+    if P.shape[1] == 1:
+        norm = float(torch.linalg.vector_norm(P))
+        return P / norm if norm > drop_below * max(norms0[0], 1e-300) and norm > 0 else P[:, :0]
+    keep: list[torch.Tensor] = []
+    for j in range(P.shape[1]):  # within the block: modified Gram-Schmidt with a rank test
         v = P[:, j]
-        norm0 = float(torch.linalg.vector_norm(v))
-        if norm0 == 0:
-            continue
         for _ in range(2):
             for u in keep:
                 v = v - (u @ v) * u
-            if Q.shape[1]:
-                v = v - Q @ (Q.T @ v)
         norm = float(torch.linalg.vector_norm(v))
-        if norm > drop_below * max(norm0, 1e-300) and norm > 0:
+        if norm > drop_below * max(norms0[j], 1e-300) and norm > 0:
             keep.append(v / norm)
     if not keep:
         return P[:, :0]
-    return torch.stack(keep, dim=1)
+    out = torch.stack(keep, dim=1)
+    return out - Q @ (Q.T @ out) if Q.shape[1] else out  # the in-block steps reintroduce a little of Q
 
 
 def top_eigs(
@@ -197,19 +196,21 @@ def top_eigs(
     theta = torch.empty(0, dtype=torch.float64)
     S = torch.empty(0, 0, dtype=torch.float64)
     converged = False
-    # Q and W = A Q live in preallocated buffers: the basis grows by a block per step without copies
-    Qb = torch.empty(n, m_max + p, device=dev, dtype=dt)
-    Wb = torch.empty(n, m_max + p, device=dev, dtype=dt)
+    # Q and W = A Q live in preallocated buffers, stored transposed (one basis vector per row) so
+    # that appending a block and every product with Q or Qᵀ works on contiguous memory
+    Qt = torch.empty(m_max + p, n, device=dev, dtype=dt)
+    Wt = torch.empty(m_max + p, n, device=dev, dtype=dt)
     m = 0
 
     def true_residuals(count: int) -> torch.Tensor:
         Sc = S[:, :count].to(device=dev, dtype=dt)
-        R = Wb[:, :m] @ Sc - (Qb[:, :m] @ Sc) * theta[:count].to(device=dev, dtype=dt)
+        R = Wt[:m].T @ Sc - (Qt[:m].T @ Sc) * theta[:count].to(device=dev, dtype=dt)
         return torch.linalg.vector_norm(R, dim=0).double().cpu()
 
     while True:
-        Q = Qb[:, :m]
-        P = _orthonormalize(P, Q, drop_below=drop)
+        Q = Qt[:m].T
+        # F was projected once when it was formed: one more pass makes it Gram-Schmidt twice
+        P = _orthonormalize(P, Q, drop_below=drop, passes=1 if m else 2)
         if P.shape[1] == 0 and m < n:  # invariant subspace found: continue from a random direction
             P = _orthonormalize(randn(p), Q, drop_below=drop)
         if P.shape[1] == 0 or (hvps > 0 and hvps + P.shape[1] > budget):
@@ -222,7 +223,7 @@ def top_eigs(
         D = (D + D.T) / 2
         T = torch.cat([torch.cat([T, C], dim=1), torch.cat([C.T, D], dim=1)], dim=0)
         b = P.shape[1]
-        Qb[:, m : m + b], Wb[:, m : m + b] = P, WP
+        Qt[m : m + b], Wt[m : m + b] = P.T, WP.T
         m += b
         theta, S = torch.linalg.eigh(T)
         idx = _order(theta, which)
@@ -235,7 +236,7 @@ def top_eigs(
         bound = tol * scale
         if bool((est <= bound).all()) or m >= n:
             res = true_residuals(min(k, m))
-            if bool((res <= 2 * bound).all()) or m >= n:
+            if bool((res <= bound).all()) or m >= n:
                 converged = True
                 break
         if hvps >= budget:
@@ -244,12 +245,12 @@ def top_eigs(
         if m + P.shape[1] > m_max:  # thick restart on the best Ritz vectors; F stays outside their span
             keep = max(k, min(m_max - p, (m_max + k) // 2))
             Sk = S[:, :keep].to(device=dev, dtype=dt)
-            Qb[:, :keep], Wb[:, :keep] = Qb[:, :m] @ Sk, Wb[:, :m] @ Sk
+            Qt[:keep], Wt[:keep] = Sk.T @ Qt[:m], Sk.T @ Wt[:m]
             m = keep
             T = torch.diag(theta[:keep])
             S = torch.eye(keep, dtype=torch.float64)
             theta = theta[:keep]
-    Q = Qb[:, :m]
+    Q = Qt[:m].T
     kk = min(k, m)
     Sk = S[:, :kk].to(device=dev, dtype=dt)
     vectors = Q @ Sk
