@@ -40,7 +40,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = frozenset(
     {"config", "data", "models", "optim", "hessian", "ntk", "train", "plot", "checks", "results", "book", "assign",
-     "metrics", "rank", "classify"}
+     "metrics", "rank", "classify", "fisher"}
 )
 
 __all__ = [

@@ -6,6 +6,12 @@ which Jupyter Book passes on as ``html_theme_options``), so it is written in one
 badge image ships with the book (``_static/colab-badge.svg``): the rendered book loads no
 third-party image.
 
+Each chapter ends in its own bibliography (``:filter: docname in docnames``); a key cited in two
+chapters would be two citations of one key, which sphinxcontrib-bibtex refuses. So the key of every
+citation and the chapter's bibliography get the chapter's name as a ``keyprefix``, as the
+sphinxcontrib-bibtex documentation suggests for local bibliographies, but at read time: authors
+write the plain key, ``{cite:p}`jacot2018neural```, in every chapter.
+
 ``{papers-table}`` and ``{results-table}`` build the appendix tables from every chapter's front
 matter (``paper:`` and ``results:``), so a new chapter appears there without editing the page.
 """
@@ -13,6 +19,7 @@ matter (``paper:`` and ``results:``), so a new chapter appears there without edi
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +57,33 @@ class ColabRole(SphinxRole):
         # raw HTML: the badge is a file the extension writes, not a source image Sphinx should copy
         tag = f'<a class="colab-badge" href="{html.escape(url)}"><img src="{src}" alt="{alt}" height="20"></a>'
         return [nodes.raw("", tag, format="html")], []
+
+
+_CITE = re.compile(r"(\{cite(?::[a-z]+)?\}`)([^`]+)(`)")
+_BIBLIOGRAPHY = re.compile(r"^(```+|:::+)\{bibliography\}[^\n]*\n", re.MULTILINE)
+
+
+def citation_prefix(docname: str) -> str:
+    return docname.replace("/", "--") + "--"
+
+
+def localise_citations(docname: str, text: str) -> str:
+    """``text`` with its citations and its bibliography directive given the page's key prefix;
+    unchanged when the page has no bibliography of its own."""
+    if not _BIBLIOGRAPHY.search(text):
+        return text
+    prefix = citation_prefix(docname)
+
+    def cite(m: re.Match[str]) -> str:
+        keys = ",".join(prefix + k.strip() for k in m.group(2).split(","))
+        return f"{m.group(1)}{keys}{m.group(3)}"
+
+    text = _CITE.sub(cite, text)
+    return _BIBLIOGRAPHY.sub(lambda m: f"{m.group(0)}:keyprefix: {prefix}\n", text)
+
+
+def _local_citations(app: Sphinx, docname: str, source: list[str]) -> None:
+    source[0] = localise_citations(docname, source[0])
 
 
 def _chapters(env: Any) -> list[tuple[str, dict[str, Any]]]:
@@ -169,5 +203,6 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("papers-table", PapersTable)
     app.add_directive("results-table", ResultsTable)
     app.connect("env-before-read-docs", _toc_order)
+    app.connect("source-read", _local_citations)
     app.connect("builder-inited", _write_badge)
     return {"version": "0.1", "parallel_read_safe": True, "parallel_write_safe": True}
