@@ -11,6 +11,8 @@ prefix_attention   f(X) = vᵀXᵀsoftmax(XWp), trainable p and/or W, exact satu
 patch_cnn          the two-layer patch CNN of Cutout/CutMix theory, smoothed leaky ReLU (``PatchCNN``)
 resnet             ResNet-18 for 32x32 images (``ResNet18``), the data chapters' full-scale network
 transformer        decoder-only transformer with pluggable position ids, greedy decoding (``DecoderTransformer``)
+ensemble           collegial ensembles: m NTK MLPs as one model, F = Σf_j/√m (``CollegialEnsemble``)
+hypernet           hypernetworks h(x, z) = g(z; f(x)), closed-form NTK and the hyperkernel (``Hypernetwork``)
 =================  ===============================================
 """
 
@@ -44,3 +46,8 @@ __all__ += ["PatchCNN", "smoothed_leaky_relu", "ResNet18"]
 from .transformer import DecoderTransformer, KVCache, TransformerConfig, addition_construction, greedy_decode
 
 __all__ += ["DecoderTransformer", "KVCache", "TransformerConfig", "addition_construction", "greedy_decode"]
+
+from .ensemble import CollegialEnsemble
+from .hypernet import Hypernetwork, hyperkernel
+
+__all__ += ["CollegialEnsemble", "Hypernetwork", "hyperkernel"]
