@@ -13,6 +13,7 @@ augment        Cutout and CutMix as batch transforms (patches and images), CIFAR
 streams        data arriving in chunks (``ChunkedStream``), Gaussian class data, a data set as tensors
 pruning        dataset pruning: DUAL / EL2N / forgetting scores, DUAL's Beta sampler, training dynamics
 arithmetic     addition formats, coupled / multi-level position ids, batches, exact match by length
+sparse         sparse linear regression, y = Xw* with an s-sparse teacher (linear diagonal networks)
 =============  =================================================================
 """
 
@@ -52,3 +53,7 @@ __all__ += ["augment", "pruning", "PatchData", "feature_noise_patches", "Chunked
 from . import arithmetic
 
 __all__ += ["arithmetic"]
+
+from .sparse import SparseRegression, sparse_regression
+
+__all__ += ["SparseRegression", "sparse_regression"]

@@ -13,6 +13,7 @@ resnet             ResNet-18 for 32x32 images (``ResNet18``), the data chapters'
 transformer        decoder-only transformer with pluggable position ids, greedy decoding (``DecoderTransformer``)
 ensemble           collegial ensembles: m NTK MLPs as one model, F = Σf_j/√m (``CollegialEnsemble``)
 hypernet           hypernetworks h(x, z) = g(z; f(x)), closed-form NTK and the hyperkernel (``Hypernetwork``)
+linear_nets        f = vᵀUx and f = ⟨u⊙u − v⊙v, x⟩ with closed-form sharpness (``TwoLayerLinear``, ``DiagonalLinear``)
 =================  ===============================================
 """
 
@@ -51,3 +52,8 @@ from .ensemble import CollegialEnsemble
 from .hypernet import Hypernetwork, hyperkernel
 
 __all__ += ["CollegialEnsemble", "Hypernetwork", "hyperkernel"]
+
+from .linear_nets import (DiagonalLinear, TwoLayerLinear, half_mse, log_cosh, two_layer_gd_map,
+                          two_layer_sharpness)
+
+__all__ += ["DiagonalLinear", "TwoLayerLinear", "half_mse", "log_cosh", "two_layer_gd_map", "two_layer_sharpness"]

@@ -11,6 +11,7 @@ att_svm                the Att-SVM / W-SVM of max-margin token selection, solved
 normalized_gd          normalised gradient descent, θ ← θ − lr·g/‖g‖ (``NormalizedGD``)
 momentum               heavy ball vs SGD at equal effective rate; noisy-quadratic closed forms; ``train_arms``
 dash                   DASH (direction-aware shrinking) and shrink-and-perturb for warm starts
+polyak                 Polyak's heavy ball as w ← w − η_t∇L + β(w − w_prev), linear warm-up, catapult sizes
 =====================  ===========================================================
 """
 
@@ -42,3 +43,7 @@ __all__ += ["SVMSolution", "att_svm_constraints", "directional_cosine", "locally
 from .dash import ShrinkReport, dash_shrink, neuron_cosines, shrink_perturb
 
 __all__ += ["ShrinkReport", "dash_shrink", "neuron_cosines", "shrink_perturb"]
+
+from .polyak import Catapult, PolyakHeavyBall, catapult, linear_warmup
+
+__all__ += ["Catapult", "PolyakHeavyBall", "catapult", "linear_warmup"]
