@@ -249,16 +249,17 @@ def _render_directive(name: str, arg: str, opts: dict[str, str], body: str, ctx:
     raise ValueError(f"the notebook converter does not know the directive {{{name}}}: add it to hild.book.notebooks")
 
 
+def is_chapter_source(md: Path) -> bool:
+    """A MyST notebook source: a .md whose front matter has a jupytext header."""
+    head = md.read_text(encoding="utf-8")[:400]
+    return head.startswith("---") and "jupytext" in head
+
+
 def chapter_sources(root: Path) -> list[Path]:
-    """Every MyST notebook source under book/ (a .md with a jupytext header)."""
-    out = []
-    for md in sorted((root / "book").rglob("*.md")):
-        if any(part.startswith((".", "_")) for part in md.relative_to(root).parts):
-            continue
-        head = md.read_text(encoding="utf-8")[:400]
-        if head.startswith("---") and "jupytext" in head:
-            out.append(md)
-    return out
+    """Every MyST notebook source under book/."""
+    return [md for md in sorted((root / "book").rglob("*.md"))
+            if not any(part.startswith((".", "_")) for part in md.relative_to(root).parts)
+            and is_chapter_source(md)]
 
 
 def toc_chapters(root: Path) -> list[Path]:
@@ -352,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     for md in sources:
         if md.suffix == ".ipynb":
             md = md.with_suffix(".md")
+        if not is_chapter_source(md):
+            parser.error(f"{md} is not a chapter source (no jupytext header in its front matter): "
+                         "plain pages have no notebook")
         text = notebook_json(md_to_notebook(md, info))
         target = md.with_suffix(".ipynb")
         current = target.read_text(encoding="utf-8") if target.exists() else None
