@@ -12,6 +12,7 @@ normalized_gd          normalised gradient descent, θ ← θ − lr·g/‖g‖ 
 momentum               heavy ball vs SGD at equal effective rate; noisy-quadratic closed forms; ``train_arms``
 dash                   DASH (direction-aware shrinking) and shrink-and-perturb for warm starts
 polyak                 Polyak's heavy ball as w ← w − η_t∇L + β(w − w_prev), linear warm-up, catapult sizes
+projected              Dom-/Bulk-SGD: steps projected onto / out of the top Hessian eigenspace (``ProjectedSGD``)
 =====================  ===========================================================
 """
 
@@ -47,3 +48,7 @@ __all__ += ["ShrinkReport", "dash_shrink", "neuron_cosines", "shrink_perturb"]
 from .polyak import Catapult, PolyakHeavyBall, catapult, linear_warmup
 
 __all__ += ["Catapult", "PolyakHeavyBall", "catapult", "linear_warmup"]
+
+from .projected import ProjectedSGD
+
+__all__ += ["ProjectedSGD"]
