@@ -14,6 +14,7 @@ streams        data arriving in chunks (``ChunkedStream``), Gaussian class data,
 pruning        dataset pruning: DUAL / EL2N / forgetting scores, DUAL's Beta sampler, training dynamics
 arithmetic     addition formats, coupled / multi-level position ids, batches, exact match by length
 sparse         sparse linear regression, y = Xw* with an s-sparse teacher (linear diagonal networks)
+icl            in-context linear regression prompts (Gaussian / heavy-tailed covariates), GD and LS predictors
 =============  =================================================================
 """
 
@@ -57,3 +58,8 @@ __all__ += ["arithmetic"]
 from .sparse import SparseRegression, sparse_regression
 
 __all__ += ["SparseRegression", "sparse_regression"]
+
+from . import icl
+from .icl import icl_regression
+
+__all__ += ["icl", "icl_regression"]

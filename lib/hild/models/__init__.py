@@ -14,6 +14,7 @@ transformer        decoder-only transformer with pluggable position ids, greedy 
 ensemble           collegial ensembles: m NTK MLPs as one model, F = Σf_j/√m (``CollegialEnsemble``)
 hypernet           hypernetworks h(x, z) = g(z; f(x)), closed-form NTK and the hyperkernel (``Hypernetwork``)
 linear_nets        f = vᵀUx and f = ⟨u⊙u − v⊙v, x⟩ with closed-form sharpness (``TwoLayerLinear``, ``DiagonalLinear``)
+linear_transformer linear attention Z ← Z + (1/N)(Z Q̃ Zᵀ)M(Z P̃ᵀ), the in-context GD construction (``LinearTransformer``)
 =================  ===============================================
 """
 
@@ -57,3 +58,7 @@ from .linear_nets import (DiagonalLinear, TwoLayerLinear, half_mse, log_cosh, tw
                           two_layer_sharpness)
 
 __all__ += ["DiagonalLinear", "TwoLayerLinear", "half_mse", "log_cosh", "two_layer_gd_map", "two_layer_sharpness"]
+
+from .linear_transformer import LinearTransformer, linear_attention
+
+__all__ += ["LinearTransformer", "linear_attention"]

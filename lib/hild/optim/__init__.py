@@ -13,6 +13,7 @@ momentum               heavy ball vs SGD at equal effective rate; noisy-quadrati
 dash                   DASH (direction-aware shrinking) and shrink-and-perturb for warm starts
 polyak                 Polyak's heavy ball as w ← w − η_t∇L + β(w − w_prev), linear warm-up, catapult sizes
 projected              Dom-/Bulk-SGD: steps projected onto / out of the top Hessian eigenspace (``ProjectedSGD``)
+noise                  mini-batch gradient noise in one vmapped pass, noise norms, excess kurtosis
 =====================  ===========================================================
 """
 
@@ -52,3 +53,7 @@ __all__ += ["Catapult", "PolyakHeavyBall", "catapult", "linear_warmup"]
 from .projected import ProjectedSGD
 
 __all__ += ["ProjectedSGD"]
+
+from .noise import GradientNoise, excess_kurtosis, gradient_noise, minibatch_gradients
+
+__all__ += ["GradientNoise", "excess_kurtosis", "gradient_noise", "minibatch_gradients"]
