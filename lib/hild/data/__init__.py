@@ -15,6 +15,7 @@ pruning        dataset pruning: DUAL / EL2N / forgetting scores, DUAL's Beta sam
 arithmetic     addition formats, coupled / multi-level position ids, batches, exact match by length
 sparse         sparse linear regression, y = Xw* with an s-sparse teacher (linear diagonal networks)
 icl            in-context linear regression prompts (Gaussian / heavy-tailed covariates), GD and LS predictors
+latent         x = A z + noise with a planted latent rank (greedy-rank autoencoders)
 =============  =================================================================
 """
 
@@ -63,3 +64,7 @@ from . import icl
 from .icl import icl_regression
 
 __all__ += ["icl", "icl_regression"]
+
+from .latent import LatentSubspace, latent_subspace
+
+__all__ += ["LatentSubspace", "latent_subspace"]
