@@ -164,7 +164,7 @@ def coupled_positions(text: str, start: int = 1) -> list[int]:
         raise ValueError(f"start must be at least 1 (0 is the id of '$'), got {start}")
     ops, answers, end = _parse(text)
     ids = [0]
-    for j, op in enumerate(ops):
+    for op in ops:
         ids += [start + len(op) - i for i in range(len(op))] + [start]  # '+' after it, '=' after the last
     for j, a in enumerate(answers):
         ids += ([start] if j else []) + [start + 1 + i for i in range(len(a))]
@@ -381,14 +381,14 @@ class AdditionTask:
         for n, k in groups:
             idx = order[(ns == n) & (ks == k)]
             tok, pos, tgt, prompt = self._rows(n, k, len(idx), rng, train)
-            rows.append((idx, tok, pos, tgt, prompt, n, k))
+            rows.append((idx, tok, pos, tgt, prompt))
         T = max(r[1].shape[1] for r in rows)
         S = 2 if self.position == "multilevel" else 1
         tokens = np.full((size, T), PAD, dtype=np.int64)
         targets = np.full((size, T), IGNORE, dtype=np.int64)
         positions = np.zeros((size, T, S), dtype=np.int64)
         prompt_len = np.zeros(size, dtype=np.int64)
-        for idx, tok, pos, tgt, prompt, n, k in rows:
+        for idx, tok, pos, tgt, prompt in rows:
             L = tok.shape[1]
             tokens[idx, :L], targets[idx, :L], prompt_len[idx] = tok, tgt, prompt
             if pos is not None:
