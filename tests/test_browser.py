@@ -132,3 +132,17 @@ def test_search_finds_a_chapter(site):
     finally:
         page.close()
     assert "Alex-GDA" in results or "alternat" in results.lower(), results[:500]
+
+
+@pytest.mark.parametrize("path", ["book/appendix/papers.html", "book/appendix/results.html"])
+def test_appendix_tables_fit_the_page(site, path):
+    """The generated tables keep every column inside the article at a laptop's width."""
+    page = _open(site, path)
+    try:
+        page.set_viewport_size({"width": 1280, "height": 800})
+        overflow = page.evaluate("""() => Array.from(document.querySelectorAll('table.hild-table'))
+            .map(t => t.scrollWidth - t.parentElement.clientWidth)""")
+    finally:
+        page.close()
+    assert overflow, f"{path}: no generated table"
+    assert max(overflow) <= 1, f"{path}: the table is {max(overflow)} px wider than the article"

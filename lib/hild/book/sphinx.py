@@ -119,7 +119,7 @@ def _doc_link(docname: str, text: str) -> nodes.Node:
 
 
 def _table(headers: list[str], rows: list[list[nodes.Node | str]], widths: list[int]) -> nodes.table:
-    table = nodes.table(classes=["hild-table"])
+    table = nodes.table(classes=["hild-table", "colwidths-given"])  # the writer emits the widths
     group = nodes.tgroup(cols=len(headers))
     table += group
     for w in widths:
@@ -164,7 +164,7 @@ class PapersTable(SphinxDirective):
                 _link(p.get("code"), "code"),
                 _doc_link(docname, _title(self.env, docname)),
             ])
-        return [_table(["Paper", "Authors", "Venue", "arXiv", "Code", "Chapter"], rows, [30, 22, 14, 10, 6, 18])]
+        return [_table(["Paper", "Authors", "Venue", "arXiv", "Code", "Chapter"], rows, [24, 21, 17, 14, 8, 16])]
 
 
 class ResultsTable(SphinxDirective):
@@ -192,10 +192,18 @@ def _toc_order(app: Sphinx, env: Any, docnames: list[str]) -> None:
     env.hild_toc_order = order
 
 
-def _write_badge(app: Sphinx) -> None:
+# The appendix tables have five or six text columns: at the theme's font size and automatic layout
+# the last one is clipped; a fixed layout keeps the column widths the directives give.
+_CSS = """table.hild-table { font-size: 0.82rem; table-layout: fixed; width: 100%; }
+table.hild-table td, table.hild-table th { padding: 0.35rem 0.5rem; vertical-align: top; overflow-wrap: break-word; }
+"""
+
+
+def _write_static(app: Sphinx) -> None:
     static = Path(app.outdir) / "_static"
     static.mkdir(parents=True, exist_ok=True)
     (static / "colab-badge.svg").write_text(_BADGE, encoding="utf-8")
+    (static / "hild.css").write_text(_CSS, encoding="utf-8")
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
@@ -204,5 +212,6 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("results-table", ResultsTable)
     app.connect("env-before-read-docs", _toc_order)
     app.connect("source-read", _local_citations)
-    app.connect("builder-inited", _write_badge)
+    app.connect("builder-inited", _write_static)
+    app.add_css_file("hild.css")
     return {"version": "0.1", "parallel_read_safe": True, "parallel_write_safe": True}
