@@ -241,3 +241,15 @@ def test_checkpoint_round_trip_and_command_line(tmp_path, monkeypatch):
     torch.testing.assert_close(model(batch.tokens, batch.positions), again(batch.tokens, batch.positions))
     with pytest.raises(FileNotFoundError, match="python -m hild.experiments.arithmetic"):
         E.load_checkpoint(tmp_path / "nothing.pt")
+
+
+def test_evaluate_at_random_starts_scores_the_same_problems_with_shifted_ids():
+    task = A.AdditionTask(digits=(1, 3), max_position=12)
+    fixed = task.batch(50, rng=3, n_digits=4, train=False)
+    drawn = task.batch(50, rng=3, n_digits=4, train=True)
+    assert torch.equal(fixed.tokens, drawn.tokens)
+    shift = drawn.positions - fixed.positions
+    assert (shift[fixed.positions == 0] == 0).all()  # '$' keeps id 0
+    per_row = shift[:, 1:2]  # the first operand digit: its row's start - 1
+    assert ((shift == per_row) | (fixed.positions == 0)).all() and per_row.max() > 0
+    assert int(drawn.positions.max()) <= 12

@@ -111,6 +111,9 @@ def test_hand_built_model_adds_numbers_of_every_length_it_has_ids_for():
     task = AdditionTask(digits=(1, 38), max_position=40)
     scores = evaluate(model, task, digits=[1, 2, 3, 9, 10, 17, 30, 38], n=100, seed=7)
     np.testing.assert_array_equal(scores.exact, 1.0)
+    # the rule does not depend on where the ids start: exact at random starts too
+    shifted = evaluate(model, task, digits=[1, 5, 20], n=100, seed=7, random_start=True)
+    np.testing.assert_array_equal(shifted.exact, 1.0)
     # carries that ripple through every digit: 999...9 + 1
     for n in (5, 38):
         text = addition_text([10**n - 1, 1], n)
@@ -128,6 +131,31 @@ def test_hand_built_model_fails_with_the_wrong_query_map():
     assert scores.exact[0, 0] < 0.2
     with pytest.raises(ValueError, match="query map must be"):
         addition_construction(max_position=P, query_maps=(torch.eye(3), torch.eye(3)))
+
+
+def test_initialisations_have_the_documented_scales():
+    """gpt2: N(0, 0.02²) everywhere, residual projections / sqrt(2 n_layer); t5: embeddings N(0, 1),
+    linear layers N(0, 1/fan_in); biases 0 in both."""
+    d, L = 128, 2
+    kw = dict(vocab_size=V, d_model=d, n_layer=L, n_head=4, position="coupled", max_position=200)
+    torch.manual_seed(0)
+    gpt2 = DecoderTransformer(TransformerConfig(**kw))
+    torch.manual_seed(0)
+    t5 = DecoderTransformer(TransformerConfig(**kw, init="t5"))
+    for name, p in gpt2.named_parameters():
+        if name.endswith("bias"):
+            assert not p.any(), name
+        elif p.ndim == 2:
+            want = 0.02 / np.sqrt(2 * L) if name.endswith("proj.weight") else 0.02
+            assert abs(p.std().item() / want - 1) < 0.1, (name, p.std().item(), want)
+    for name, p in t5.named_parameters():
+        if name.endswith("bias"):
+            assert not p.any(), name
+        elif p.ndim == 2:
+            want = 1.0 if "emb" in name else p.shape[1] ** -0.5
+            assert abs(p.std().item() / want - 1) < 0.1, (name, p.std().item(), want)
+    with pytest.raises(ValueError, match="init='xavier'"):
+        TransformerConfig(vocab_size=V, init="xavier")
 
 
 def test_bad_inputs_say_what_to_do():

@@ -466,11 +466,13 @@ class LengthScores:
 
 
 def evaluate(model: torch.nn.Module, task: AdditionTask, *, digits, operands=None, n: int = 200,
-             seed: int = 0, batch_size: int = 500) -> LengthScores:
+             seed: int = 0, batch_size: int = 500, random_start: bool = False) -> LengthScores:
     """Exact match and digit accuracy of greedy decoding, per (operand count, length).
 
-    Test problems start their position ids at 1 (no random offset) and are the same for every model
-    given the same ``seed``.
+    Test problems are the same for every model given the same ``seed``. Their position ids start at
+    1 (the paper's convention), or, with ``random_start=True`` and a task trained with random starts,
+    at a start drawn as in training: uniform over the starts whose ids fit the tables (for the
+    longest problems only start 1 fits).
     """
     digits = np.atleast_1d(np.asarray(digits, dtype=np.int64))
     operands = np.atleast_1d(np.asarray(operands if operands is not None else [task.operands[0]], dtype=np.int64))
@@ -480,7 +482,8 @@ def evaluate(model: torch.nn.Module, task: AdditionTask, *, digits, operands=Non
             rows = []
             for c, lo in enumerate(range(0, n, batch_size)):
                 rng = np.random.default_rng([seed, int(k), int(d), c])
-                batch = task.batch(min(batch_size, n - lo), rng=rng, n_digits=int(d), n_operands=int(k), train=False)
+                batch = task.batch(min(batch_size, n - lo), rng=rng, n_digits=int(d), n_operands=int(k),
+                                   train=random_start)
                 rows.append(score(model, batch))
             out[:, a, b] = [np.concatenate(r).mean() for r in zip(*rows)]
     return LengthScores(digits, operands, out[0], out[1], out[2], n)

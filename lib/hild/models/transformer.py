@@ -29,9 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["POSITIONS", "TransformerConfig", "DecoderTransformer", "KVCache", "greedy_decode"]
+__all__ = ["POSITIONS", "INITS", "TransformerConfig", "DecoderTransformer", "KVCache", "greedy_decode"]
 
 POSITIONS = ("absolute", "coupled", "multilevel", "none")
+INITS = ("gpt2", "t5")
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,12 @@ class TransformerConfig:
             which hand-built models need (their residual stream holds exact features).
         activation: ``"gelu"`` or ``"relu"`` in the MLP.
         bias: biases in the linear layers.
+        init: ``"gpt2"``: every weight N(0, 0.02²), the residual projections scaled by
+            1/sqrt(2 n_layer) (GPT-2, nanoGPT); ``"t5"``: token and position embeddings N(0, 1), every
+            linear layer N(0, 1/fan_in) (the T5 initialisation of the official position-coupling
+            code, Cho et al.). The embeddings' scale matters for length generalization: started at
+            0.02 the position table quickly becomes a smooth curve learned from short problems, and
+            ids far apart that never met in training are no longer told apart (see the chapter).
     """
 
     vocab_size: int
@@ -63,6 +70,7 @@ class TransformerConfig:
     norm: bool = True
     activation: str = "gelu"
     bias: bool = True
+    init: str = "gpt2"
 
     def __post_init__(self) -> None:
         if self.position not in POSITIONS:
@@ -73,6 +81,8 @@ class TransformerConfig:
             raise ValueError("position='multilevel' needs n_streams >= 2 (e.g. significance and operand ids)")
         if self.position != "multilevel" and self.n_streams != 1:
             raise ValueError(f"n_streams={self.n_streams} only makes sense with position='multilevel'")
+        if self.init not in INITS:
+            raise ValueError(f"init={self.init!r}: use one of {INITS}")
         if self.activation not in ("gelu", "relu"):
             raise ValueError(f"activation={self.activation!r}: use 'gelu' or 'relu'")
 
@@ -177,17 +187,27 @@ class DecoderTransformer(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.d_model) if cfg.norm else nn.Identity()
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
-        self.apply(self._init)
-        for name, p in self.named_parameters():
-            if name.endswith("proj.weight"):  # GPT-2: residual branches scaled by depth
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+        self.reset_parameters()
 
-    @staticmethod
-    def _init(m: nn.Module) -> None:
-        if isinstance(m, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(m.weight, mean=0.0, std=0.02)
-        if isinstance(m, nn.Linear) and m.bias is not None:
-            nn.init.zeros_(m.bias)
+    def reset_parameters(self) -> None:
+        """Draw the weights afresh with the configured ``init`` (biases 0, LayerNorms 1 and 0)."""
+        t5 = self.cfg.init == "t5"
+
+        def draw(m: nn.Module) -> None:
+            if isinstance(m, nn.LayerNorm):
+                m.reset_parameters()
+            if isinstance(m, nn.Embedding):
+                nn.init.normal_(m.weight, mean=0.0, std=1.0 if t5 else 0.02)
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, mean=0.0, std=m.in_features ** -0.5 if t5 else 0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+        self.apply(draw)
+        if not t5:
+            for name, p in self.named_parameters():
+                if name.endswith("proj.weight"):  # GPT-2: residual branches scaled by depth
+                    nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * self.cfg.n_layer))
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
