@@ -259,7 +259,7 @@ PRESETS: dict[str, ArithmeticRun] = {
     "addition-nope": _BASELINE.replace(position="none", max_position=0),
     "multi-addition-multilevel": ArithmeticRun(
         digits=(1, 4), operands=(2, 6), scratchpad=True, position="multilevel", max_position=12,
-        max_operand_position=14, d_model=64, n_layer=1, n_head=4, steps=5000, batch_size=64, lr=3e-3,
+        max_operand_position=14, d_model=64, n_layer=1, n_head=4, init="t5", steps=5000, batch_size=64, lr=3e-3,
         warmup=100, min_lr_ratio=0.1),
 }
 EVAL_GRIDS: dict[str, dict[str, Any]] = {
