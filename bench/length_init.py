@@ -31,9 +31,9 @@ from pathlib import Path
 
 SETTINGS = {  # name: (init, heads, steps)
     "gpt2, 2 heads, 1400 steps": ("gpt2", 2, 1400),
-    "gpt2, 4 heads, 1600 steps": ("gpt2", 4, 1600),
-    "t5, 2 heads, 1600 steps": ("t5", 2, 1600),
-    "t5, 4 heads, 1600 steps": ("t5", 4, 1600),
+    "gpt2, 4 heads, 2000 steps": ("gpt2", 4, 2000),
+    "t5, 2 heads, 2000 steps": ("t5", 2, 2000),
+    "t5, 4 heads, 2000 steps": ("t5", 4, 2000),
 }
 DIGITS = (1, 2, 3, 4, 5, 6, 10, 15)
 
