@@ -33,7 +33,6 @@ import contextlib
 import copy
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -51,7 +50,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lib"))
 
-from hild import hessian, train  # noqa: E402
+from hild import config, hessian, train  # noqa: E402
 from hild.models import MLP  # noqa: E402
 
 TARGET = 1e-4  # relative eigenvalue error every method must reach
@@ -750,11 +749,7 @@ def bench_trace(p: Problem, device: torch.device, exact: float | None, budgets=(
 # ----------------------------------------------------------------------------------- suites
 def cpu_name() -> str:
     """The CPU's model name (Linux), else what ``platform`` knows."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+    return config.device_name("cpu")[len("CPU ("):-1]
 
 
 def environment(device: torch.device) -> list[str]:

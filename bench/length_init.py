@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -69,6 +68,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--smoke", action="store_true", help="tiny run, nothing written")
     args = parser.parse_args()
+    from hild import config
     from hild.book.seeds import parse_seeds
 
     seeds = parse_seeds(args.seeds)
@@ -79,7 +79,7 @@ def main() -> None:
     lines = [
         "# Position coupling at ci scale: initialisation and heads",
         "",
-        f"`python bench/length_init.py --seeds {args.seeds}` on {platform.processor() or platform.machine()}, "
+        f"`python bench/length_init.py --seeds {args.seeds}` on {config.device_name('cpu')}, "
         f"one thread per run, {time.strftime('%Y-%m-%d')}. Min-max over seeds {args.seeds}; exact match on "
         "1-5 digits (mean) and 6 digits, digit accuracy at 10 and 15 digits; 200 test problems per length, "
         "ids starting at 1. \"table top-3 PCs\": the share of the (centred) position table's variance, ids "

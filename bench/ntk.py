@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -256,8 +255,10 @@ def main(argv: list[str] | None = None) -> None:
 def format_table(rows, n: int, args) -> str:
     import torch
 
+    from hild import config
+
     methods = ["hild"] + ([] if args.no_loop else ["loop"]) + (["neural-tangents"] if args.nt_python else [])
-    dev = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({platform.processor() or platform.machine()})"
+    dev = config.device_name(args.device)
     lines = [
         f"# Empirical NTK: time and peak memory ({dev}, one thread, float32)",
         "",

@@ -77,3 +77,13 @@ def test_report_writes_json_lines(tmp_path, monkeypatch):
     assert json.loads(lines[1])["numbers"] == {"other": "inf"}
     with pytest.raises(TypeError, match="report\\(\\) takes numbers"):
         hild.report(bad=object())
+
+
+def test_device_name_names_the_cpu_model():
+    name = config.device_name("cpu")
+    assert name.startswith("CPU (") and name.endswith(")") and len(name) > len("CPU ()")
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            model = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), None)
+        if model:
+            assert name == f"CPU ({model})"

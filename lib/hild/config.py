@@ -104,6 +104,24 @@ def device() -> torch.device:
     return torch.device("cpu")
 
 
+def device_name(dev: torch.device | str | None = None) -> str:
+    """What a results table or a checkpoint's provenance should call the device: the GPU's name, or
+    ``CPU (<model name>)`` from ``/proc/cpuinfo`` (Linux), else what :mod:`platform` knows."""
+    dev = torch.device(dev) if dev is not None else device()
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return f"CPU ({line.split(':', 1)[1].strip()})"
+    except OSError:
+        pass
+    return f"CPU ({platform.processor() or platform.machine()})"
+
+
 def seed() -> int:
     """The run's seed, from ``HILD_SEED`` (default 0)."""
     return SEED

@@ -29,7 +29,6 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -282,12 +281,6 @@ def _git_commit() -> tuple[str, bool]:
         return "unknown", True
 
 
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU ({platform.processor() or platform.machine()})"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hild.experiments.arithmetic", description=__doc__.split("\n")[0])
     parser.add_argument("preset", nargs="?", help="which run to train (see --list)")
@@ -322,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m hild.experiments.arithmetic " + " ".join(sys.argv[1:] if argv is None else argv),
         "git_commit": commit,
         "git_lib_dirty": dirty,
-        "device": _device_name(device),
+        "device": config.device_name(device),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "seed": run.seed,
