@@ -10,6 +10,7 @@ import torch
 from hild import config
 from hild.data import arithmetic as A
 from hild.experiments import arithmetic as E
+from hild.models import DecoderTransformer, TransformerConfig
 
 # ---------------------------------------------------------------- formats and position ids
 
@@ -110,6 +111,22 @@ def test_batches_hold_correct_sums_and_score_only_the_answer(scratchpad):
         assert torch.all(tgt[: p - 1] == A.IGNORE) and torch.all(tgt[end - 1:] == A.IGNORE)
         assert torch.equal(tgt[p - 1:end - 1], toks[p:end])  # the answer digits, separators and the final '$'
         assert toks[end - 1] == A.EOS and torch.all(toks[end:] == A.PAD)
+
+
+def test_scored_rows_pick_each_answer_in_order_and_the_loss_equals_the_full_one():
+    targets = torch.tensor([[A.IGNORE, 4, 5, A.IGNORE, A.IGNORE], [A.IGNORE, A.IGNORE, A.IGNORE, 7, A.IGNORE]])
+    rows = A.scored_rows(targets)
+    assert rows.tolist()[0] == [1, 2] and rows.tolist()[1][0] == 3  # row 1 is padded with an unscored position
+    assert targets.gather(1, rows).tolist() == [[4, 5], [7, A.IGNORE]]
+    task = A.AdditionTask(digits=(1, 4), operands=(2, 3), scratchpad=True, position="multilevel",
+                          max_position=8, max_operand_position=6)
+    batch = task.batch(40, rng=3)
+    torch.manual_seed(0)
+    model = DecoderTransformer(TransformerConfig(vocab_size=A.VOCAB_SIZE, d_model=16, n_layer=2, n_head=2,
+                                                 position="multilevel", n_streams=2, max_position=8)).double()
+    full = torch.nn.functional.cross_entropy(model(batch.tokens, batch.positions).transpose(1, 2), batch.targets,
+                                             ignore_index=A.IGNORE)
+    torch.testing.assert_close(A.next_token_loss(model, batch), full, rtol=0, atol=1e-12)
 
 
 def test_generator_covers_each_length_and_count_uniformly():

@@ -87,6 +87,33 @@ def test_absolute_ids_default_to_the_token_index_and_continue_after_a_cache():
 
 
 @pytest.mark.parametrize("position", ["absolute", "coupled", "multilevel", "none"])
+@pytest.mark.parametrize("n_layer", [1, 2])
+def test_logits_at_selected_rows_equal_the_full_logits_there(position, n_layer):
+    torch.manual_seed(0)
+    model = DecoderTransformer(TransformerConfig(
+        vocab_size=V, d_model=32, n_layer=n_layer, n_head=4, position=position, max_position=30,
+        n_streams=2 if position == "multilevel" else 1, init="t5")).double()
+    tokens = torch.randint(0, V, (3, 11), generator=torch.Generator().manual_seed(6))
+    pos = _positions(position, 3, 11)
+    rows = torch.tensor([[0, 4, 5, 10], [2, 3, 9, 9], [10, 1, 7, 6]])  # any order, repeats allowed
+    full, maps = model(tokens, pos, return_attention=True)
+    want = full.gather(1, rows.unsqueeze(-1).expand(3, 4, V))
+    torch.testing.assert_close(model(tokens, pos, rows=rows), want, rtol=0, atol=1e-12)
+    got, got_maps = model(tokens, pos, rows=rows, return_attention=True)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    last = maps[-1].gather(2, rows[:, None, :, None].expand(3, 4, 4, 11))  # (B, H, R, T)
+    torch.testing.assert_close(got_maps[-1], last, rtol=0, atol=1e-12)
+    # gradients too: the training loss at scored rows only is the full loss
+    g_full = torch.autograd.grad(want.square().sum(), list(model.parameters()), allow_unused=True)
+    g_rows = torch.autograd.grad(model(tokens, pos, rows=rows).square().sum(), list(model.parameters()),
+                                 allow_unused=True)
+    for a, b in zip(g_full, g_rows):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("position", ["absolute", "coupled", "multilevel", "none"])
 def test_cached_decoding_equals_recomputing_the_whole_sequence(position):
     model = _model(position)
     prompt = torch.randint(0, V, (4, 6), generator=torch.Generator().manual_seed(5))
@@ -173,5 +200,11 @@ def test_bad_inputs_say_what_to_do():
         model(tokens, torch.tensor([[0, 1, 2, 31]]))
     with pytest.raises(ValueError, match="n_streams=1"):
         model(tokens, torch.zeros(1, 4, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match="cannot be combined with cache"):
+        model(tokens, torch.zeros(1, 4, dtype=torch.long), rows=torch.zeros(1, 1, dtype=torch.long), cache=KVCache())
+    with pytest.raises(ValueError, match="positions 0..3"):
+        model(tokens, torch.zeros(1, 4, dtype=torch.long), rows=torch.tensor([[1, 4]]))
+    with pytest.raises(ValueError, match="rows must be"):
+        model(tokens, torch.zeros(1, 4, dtype=torch.long), rows=torch.tensor([1, 2]))
     with pytest.raises(ValueError, match="positions cover"):
         greedy_decode(model, tokens, 5, positions=torch.zeros(1, 6, dtype=torch.long))

@@ -111,8 +111,11 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
 
     def forward(self, x: torch.Tensor, *, cache: KVCache | None = None, layer: int = 0,
-                need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+                need_weights: bool = False, rows: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
         B, T, C = x.shape
+        if rows is not None:  # queries only at `rows` (B, R); keys and values from every token
+            return self._rows_only(x, rows, need_weights)
         q, k, v = self.qkv(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, self.d_head).transpose(1, 2) for t in (q, k, v))  # (B, H, T, dh)
         past = 0
@@ -136,6 +139,24 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).reshape(B, T, C)
         return self.proj(y), att
 
+    def _rows_only(self, x: torch.Tensor, rows: torch.Tensor, need_weights: bool):
+        """Attention output at the query positions ``rows`` (B, R) only; each sees the keys up to itself."""
+        B, T, C = x.shape
+        R = rows.shape[1]
+        w, b = self.qkv.weight, self.qkv.bias
+        xq = x.gather(1, rows.unsqueeze(-1).expand(B, R, C))
+        q = F.linear(xq, w[:C], None if b is None else b[:C])
+        k, v = F.linear(x, w[C:], None if b is None else b[C:]).split(C, dim=2)
+        q = q.view(B, R, self.n_head, self.d_head).transpose(1, 2)  # (B, H, R, dh)
+        k, v = (t.view(B, T, self.n_head, self.d_head).transpose(1, 2) for t in (k, v))  # (B, H, T, dh)
+        keep = (torch.arange(T, device=x.device) <= rows.unsqueeze(-1)).unsqueeze(1)  # (B, 1, R, T)
+        if need_weights:
+            att = ((q @ k.transpose(-2, -1)) / math.sqrt(self.d_head)).masked_fill(~keep, float("-inf")).softmax(-1)
+            y = att @ v
+        else:
+            y, att = F.scaled_dot_product_attention(q, k, v, attn_mask=keep), None
+        return self.proj(y.transpose(1, 2).reshape(B, R, C)), att
+
 
 class MLP(nn.Module):
     def __init__(self, cfg: TransformerConfig):
@@ -158,8 +179,10 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(cfg.d_model) if cfg.norm else nn.Identity()
         self.mlp = MLP(cfg)
 
-    def forward(self, x, *, cache=None, layer=0, need_weights=False):
-        a, att = self.attn(self.ln1(x), cache=cache, layer=layer, need_weights=need_weights)
+    def forward(self, x, *, cache=None, layer=0, need_weights=False, rows=None):
+        a, att = self.attn(self.ln1(x), cache=cache, layer=layer, need_weights=need_weights, rows=rows)
+        if rows is not None:  # the residual stream continues at the query rows only
+            x = x.gather(1, rows.unsqueeze(-1).expand(*rows.shape, x.shape[-1]))
         x = x + a
         return x + self.mlp(self.ln2(x)), att
 
@@ -233,7 +256,7 @@ class DecoderTransformer(nn.Module):
         return ids
 
     def forward(self, tokens: torch.Tensor, positions: torch.Tensor | None = None, *,
-                cache: KVCache | None = None, return_attention: bool = False):
+                cache: KVCache | None = None, return_attention: bool = False, rows: torch.Tensor | None = None):
         """Logits for every position (and the attention maps with ``return_attention=True``).
 
         Args:
@@ -242,9 +265,22 @@ class DecoderTransformer(nn.Module):
                 optional for ``"absolute"`` (then 0, 1, 2, ... continuing after the cache).
             cache: a :class:`KVCache`, extended in place with these tokens' keys and values.
             return_attention: also return each layer's attention probabilities.
+            rows: (B, R) int64 positions at which logits are wanted; the logits are then (B, R, V),
+                equal to ``model(tokens, positions)`` gathered at ``rows``, and the last layer runs
+                its queries, MLP and head at those rows only (the loss of the arithmetic tasks is
+                counted on the answer alone: training needs about half the work). Its attention
+                map, with ``return_attention``, is (B, H, R, T).
         """
         if tokens.ndim != 2:
             raise ValueError(f"tokens must be (B, T), got shape {tuple(tokens.shape)}")
+        if rows is not None:
+            if cache is not None:
+                raise ValueError("rows= selects positions of a whole sequence; it cannot be combined with cache=")
+            if rows.ndim != 2 or rows.shape[0] != tokens.shape[0]:
+                raise ValueError(f"rows must be (B, R) with B = {tokens.shape[0]}, got shape {tuple(rows.shape)}")
+            if rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= tokens.shape[1]):
+                raise ValueError(f"rows span {int(rows.min())}..{int(rows.max())}; the sequence has "
+                                 f"positions 0..{tokens.shape[1] - 1}")
         past = cache.length if cache is not None else 0
         x = self.tok_emb(tokens)
         if self.cfg.position != "none":
@@ -252,8 +288,9 @@ class DecoderTransformer(nn.Module):
             for s, table in enumerate(self.pos_emb):
                 x = x + table(ids[..., s])
         maps = []
+        last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
-            x, att = block(x, cache=cache, layer=i, need_weights=return_attention)
+            x, att = block(x, cache=cache, layer=i, need_weights=return_attention, rows=rows if i == last else None)
             maps.append(att)
         logits = self.head(self.ln_f(x))
         return (logits, maps) if return_attention else logits
