@@ -270,3 +270,97 @@ def test_evaluate_at_random_starts_scores_the_same_problems_with_shifted_ids():
     per_row = shift[:, 1:2]  # the first operand digit: its row's start - 1
     assert ((shift == per_row) | (fixed.positions == 0)).all() and per_row.max() > 0
     assert int(drawn.positions.max()) <= 12
+
+
+# ---------------------------------------------------------------- multiplication
+
+
+def test_multiplication_scratchpad_of_a_known_example():
+    # 57 * 21: partial products 57 * 1 = 57 and 57 * 2 = 114 (3 digits each, reversed), running sums
+    # 57 and 57 + 1140 = 1197 (4 digits each, reversed); operands most significant digit first
+    text = A.multiplication_text(57, 21)
+    assert text == "$57*21=750+411=7500>7911$"
+    ids = A.multiplication_positions(text)
+    want = ([(0, 0, 0), (3, 0, 0), (2, 0, 0), (0, 0, 0), (0, 2, 0), (0, 1, 0), (1, 1, 1)]   # $ 5 7 * 2 1 =
+            + [(2, 1, 2), (3, 1, 3), (4, 1, 4)] + [(1, 2, 2)] + [(2, 2, 3), (3, 2, 4), (4, 2, 5)]  # P_0 + P_1
+            + [(0, 1, 1)] + [(0, 1, 2), (0, 1, 3), (0, 1, 4), (0, 1, 5)]  # = C_1
+            + [(0, 2, 1)] + [(0, 2, 2), (0, 2, 3), (0, 2, 4), (0, 2, 5)] + [(0, 0, 0)])  # > C_2 $
+    assert ids == want
+    shifted = A.multiplication_positions(text, start=(3, 2, 5))
+    for (s, o, t), (s0, o0, t0) in zip(shifted, ids):
+        assert (s, o, t) == (s0 + 2 * (s0 > 0), o0 + (o0 > 0), t0 + 4 * (t0 > 0))
+    prompt = text[: text.index("=") + 1]
+    assert A.multiplication_positions(prompt) == ids[: len(prompt)]  # a prompt gets the same ids
+    assert A.multiplication_text(5, 3, 2, 2) == "$05*03=510+000=5100>5100$"  # zero-padded lengths
+
+
+@pytest.mark.parametrize("position", ["multilevel", "absolute", "none"])
+def test_multiplication_batches_hold_correct_scratchpads(position):
+    task = A.MultiplicationTask(digits=(1, 4), operands=(1, 3), position=position, max_position=80,
+                                max_operand_position=6)
+    batch = task.batch(200, rng=1)
+    for row, text in enumerate(batch.texts()):
+        a, b, partials, sums, end = A._parse_multiplication(text)
+        x, y = int(a), int(b)
+        n, m = len(a), len(b)
+        assert end and len(partials) == m and len(sums) == m
+        assert [int(p[::-1]) for p in partials] == [x * int(d) for d in b[::-1]]
+        assert [int(c[::-1]) for c in sums] == [x * (y % 10 ** (j + 1)) for j in range(m)]
+        assert all(len(p) == n + 1 for p in partials) and all(len(c) == n + m for c in sums)
+        assert (int(batch.n_digits[row]), int(batch.n_operands[row])) == (n, m)
+        assert len(text) == task.length(n, m)
+        p = int(batch.prompt_len[row])
+        assert text[p - 1] == "=" and p == n + m + 3
+        tgt = batch.targets[row]
+        assert torch.all(tgt[: p - 1] == A.IGNORE)
+        assert torch.equal(tgt[p - 1: len(text) - 1], batch.tokens[row, p: len(text)])
+    if position == "none":
+        assert batch.positions is None
+    elif position == "absolute":
+        assert batch.positions.ndim == 2
+
+
+def test_multiplication_test_ids_follow_the_format_and_training_shifts_them_within_the_tables():
+    task = A.MultiplicationTask(digits=(1, 3), operands=(1, 3), max_position=9, max_operand_position=5)
+    test = task.batch(50, rng=2, n_digits=3, n_operands=2, train=False)
+    want = torch.tensor(A.multiplication_positions(test.texts()[0]))
+    assert test.positions.shape == (50, len(want), 3) and torch.equal(test.positions[0], want)
+    train = task.batch(2000, rng=3)
+    pos = train.positions
+    assert int(pos[..., 0].max()) == 9 and int(pos[..., 2].max()) == 9 and int(pos[..., 1].max()) == 5
+    assert int(pos.min()) == 0
+    for row in range(0, 2000, 97):  # each row's ids are the format's, shifted per stream by its start
+        text = train.texts()[row]
+        base = torch.tensor(A.multiplication_positions(text))
+        got = pos[row, : len(text)]
+        for s in range(3):
+            d = (got[:, s] - base[:, s])[base[:, s] > 0]
+            assert torch.all(d == d[0]) and int(d[0]) >= 0
+            assert torch.all(got[:, s][base[:, s] == 0] == 0)
+
+
+def test_multiplication_bad_inputs_say_what_to_do():
+    with pytest.raises(ValueError, match="not a multiplication"):
+        A.multiplication_positions("$12+34=")
+    with pytest.raises(ValueError, match="raise max_position"):
+        A.MultiplicationTask(digits=(1, 9), operands=(1, 3), max_position=10)
+    with pytest.raises(ValueError, match="raise max_operand_position"):
+        A.MultiplicationTask(digits=(1, 3), operands=(1, 6), max_position=20, max_operand_position=4)
+    with pytest.raises(ValueError, match="'multilevel'"):
+        A.MultiplicationTask(position="coupled")
+    with pytest.raises(ValueError, match="non-negative"):
+        A.multiplication_text(-3, 4)
+
+
+def test_multiplication_runs_train_and_score_end_to_end(monkeypatch):
+    monkeypatch.setenv("HILD_PROGRESS", "0")
+    run = E.ArithmeticRun(operation="multiplication", digits=(1, 2), operands=(1, 2), position="multilevel",
+                          max_position=8, max_operand_position=4, d_model=32, n_layer=1, n_head=2, steps=30,
+                          batch_size=16, seed=0)
+    assert run.model_config().n_streams == 3
+    model, history = E.train_run(run, every=5)
+    assert history["loss"][-1] < history["loss"][0]
+    scores = A.evaluate(model, run.task(), digits=[1, 3], operands=[1, 2], n=20)
+    assert scores.exact.shape == (2, 2) and np.all((scores.token_acc >= 0) & (scores.token_acc <= 1))
+    with pytest.raises(ValueError, match="operation="):
+        E.ArithmeticRun(operation="division").task()

@@ -29,6 +29,7 @@ In training both starts are drawn at random so that the ids of long test problem
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -40,6 +41,7 @@ __all__ = [
     "TOKENS", "VOCAB_SIZE", "EOS", "PAD", "IGNORE", "encode", "decode",
     "addition_text", "scratchpad_text", "answer_width",
     "coupled_positions", "operand_positions", "multilevel_positions",
+    "multiplication_text", "multiplication_positions", "MultiplicationTask",
     "AdditionTask", "Batch", "LengthScores", "scored_rows", "next_token_loss", "score", "evaluate",
 ]
 
@@ -237,8 +239,68 @@ def _add_columns(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return out
 
 
+class _Task:
+    """What the arithmetic tasks share: batches of mixed lengths built from one layout per group."""
+
+    position: str
+    digits: tuple[int, int]
+    operands: tuple[int, int]
+
+    @property
+    def n_streams(self) -> int:
+        """Position-id streams per token (one table each in the model)."""
+        return 1
+
+    def length(self, n_digits: int, n_operands: int, *, check: bool = False) -> int:
+        raise NotImplementedError
+
+    def _rows(self, n: int, k: int, size: int, rng: np.random.Generator, train: bool):
+        raise NotImplementedError
+
+    def batch(self, size: int, *, rng: np.random.Generator | int, n_digits: int | None = None,
+              n_operands: int | None = None, train: bool = True) -> Batch:
+        """``size`` random problems (lengths and counts uniform on the task's ranges unless fixed).
+
+        Args:
+            rng: a NumPy generator or a seed.
+            n_digits, n_operands: fix the length / count (test problems may exceed the training ranges).
+            train: draw random position starts (True) or start at 1 (False, test).
+        """
+        rng = np.random.default_rng(rng)
+        ns = np.full(size, n_digits) if n_digits is not None else rng.integers(self.digits[0], self.digits[1] + 1, size)
+        ks = np.full(size, n_operands) if n_operands is not None else rng.integers(self.operands[0], self.operands[1] + 1, size)
+        groups = sorted(set(zip(ns.tolist(), ks.tolist())))
+        for n, k in groups:
+            self.length(n, k, check=True)
+        order = np.arange(size)
+        rows = []
+        for n, k in groups:
+            idx = order[(ns == n) & (ks == k)]
+            tok, pos, tgt, prompt = self._rows(n, k, len(idx), rng, train)
+            rows.append((idx, tok, pos, tgt, prompt))
+        T = max(r[1].shape[1] for r in rows)
+        S = self.n_streams
+        tokens = np.full((size, T), PAD, dtype=np.int64)
+        targets = np.full((size, T), IGNORE, dtype=np.int64)
+        positions = np.zeros((size, T, S), dtype=np.int64)
+        prompt_len = np.zeros(size, dtype=np.int64)
+        for idx, tok, pos, tgt, prompt in rows:
+            L = tok.shape[1]
+            tokens[idx, :L], targets[idx, :L], prompt_len[idx] = tok, tgt, prompt
+            if pos is not None:
+                positions[idx, :L] = pos.reshape(len(idx), L, S)
+        as_t = torch.from_numpy
+        pos_t = None if self.position == "none" else as_t(positions if S > 1 else positions[..., 0])
+        return Batch(as_t(tokens), pos_t, as_t(targets), as_t(prompt_len), as_t(ns.astype(np.int64)),
+                     as_t(ks.astype(np.int64)))
+
+    def batches(self, size: int, *, seed: int = 0):
+        """A function step -> training batch, the same batch for the same (seed, step) (replayable)."""
+        return lambda step: self.batch(size, rng=np.random.default_rng([seed, step]))
+
+
 @dataclass(frozen=True)
-class AdditionTask:
+class AdditionTask(_Task):
     """Additions of ``n_operands`` numbers of ``n_digits`` digits, both drawn uniformly from a range.
 
     Every operand is a uniform random string of exactly n digits (leading zeros allowed, which is
@@ -279,6 +341,10 @@ class AdditionTask:
             raise ValueError(f"max_operand_position={self.max_operand_position} cannot hold the operand ids of "
                              f"{k1} operands: it needs at least {k1 + 1}")
         self.length(d1, k1, check=True)
+
+    @property
+    def n_streams(self) -> int:
+        return 2 if self.position == "multilevel" else 1
 
     # layout ---------------------------------------------------------------------------------
     def width(self, n_digits: int, n_operands: int) -> int:
@@ -361,46 +427,189 @@ class AdditionTask:
             pos = None
         return tokens, pos, targets, prompt
 
-    def batch(self, size: int, *, rng: np.random.Generator | int, n_digits: int | None = None,
-              n_operands: int | None = None, train: bool = True) -> Batch:
-        """``size`` random problems (lengths and counts uniform on the task's ranges unless fixed).
+# ------------------------------------------------------------------ multiplication
+# The scratchpad of Cho et al. (ICLR 2025; official code: src/data/multiplication.py and
+# configs/task/multiplication_scratchpad_coupled.yaml): operands most significant digit first,
+# everything after '=' least significant first; first the partial products P_j = a * b_j, one per digit
+# b_j of b, each n + 1 digits; then the running sums C_j = P_0 + 10 P_1 + ... + 10^(j-1) P_(j-1),
+# each n + m digits; C_m = a * b. Multiplying is reduced to adding m shifted operands, so the
+# multiplier's length m plays the part of the operand count.
 
-        Args:
-            rng: a NumPy generator or a seed.
-            n_digits, n_operands: fix the length / count (test problems may exceed the training ranges).
-            train: draw random position starts (True) or start at 1 (False, test).
-        """
-        rng = np.random.default_rng(rng)
-        ns = np.full(size, n_digits) if n_digits is not None else rng.integers(self.digits[0], self.digits[1] + 1, size)
-        ks = np.full(size, n_operands) if n_operands is not None else rng.integers(self.operands[0], self.operands[1] + 1, size)
-        groups = sorted(set(zip(ns.tolist(), ks.tolist())))
-        for n, k in groups:
-            self.length(n, k, check=True)
-        order = np.arange(size)
-        rows = []
-        for n, k in groups:
-            idx = order[(ns == n) & (ks == k)]
-            tok, pos, tgt, prompt = self._rows(n, k, len(idx), rng, train)
-            rows.append((idx, tok, pos, tgt, prompt))
-        T = max(r[1].shape[1] for r in rows)
-        S = 2 if self.position == "multilevel" else 1
-        tokens = np.full((size, T), PAD, dtype=np.int64)
-        targets = np.full((size, T), IGNORE, dtype=np.int64)
-        positions = np.zeros((size, T, S), dtype=np.int64)
-        prompt_len = np.zeros(size, dtype=np.int64)
-        for idx, tok, pos, tgt, prompt in rows:
-            L = tok.shape[1]
-            tokens[idx, :L], targets[idx, :L], prompt_len[idx] = tok, tgt, prompt
-            if pos is not None:
-                positions[idx, :L] = pos.reshape(len(idx), L, S)
-        as_t = torch.from_numpy
-        pos_t = None if self.position == "none" else as_t(positions if S == 2 else positions[..., 0])
-        return Batch(as_t(tokens), pos_t, as_t(targets), as_t(prompt_len), as_t(ns.astype(np.int64)),
-                     as_t(ks.astype(np.int64)))
 
-    def batches(self, size: int, *, seed: int = 0):
-        """A function step -> training batch, the same batch for the same (seed, step) (replayable)."""
-        return lambda step: self.batch(size, rng=np.random.default_rng([seed, step]))
+def multiplication_text(a: int, b: int, n_digits: int | None = None, m_digits: int | None = None) -> str:
+    """The scratchpad sequence of ``a * b`` (a zero-padded to n digits, b to m).
+
+    ``multiplication_text(57, 21) == "$57*21=750+411=7500>7911$"``: 57 * 1 = 57 (``750``) and
+    57 * 2 = 114 (``411``), then C_1 = 57 (``7500``) and C_2 = 57 + 1140 = 1197 (``7911``).
+    """
+    a, b = int(a), int(b)
+    if a < 0 or b < 0:
+        raise ValueError(f"the tasks multiply non-negative integers, got {a} and {b}")
+    n = len(str(a)) if n_digits is None else int(n_digits)
+    m = len(str(b)) if m_digits is None else int(m_digits)
+    if n < len(str(a)) or m < len(str(b)):
+        raise ValueError(f"{a} * {b} does not fit in n_digits={n}, m_digits={m}")
+    bs = [int(c) for c in f"{b:0{m}d}"[::-1]]
+    partials = [f"{a * d:0{n + 1}d}"[::-1] for d in bs]
+    sums = [f"{sum(a * d * 10**i for i, d in enumerate(bs[:j + 1])):0{n + m}d}"[::-1] for j in range(m)]
+    return "$" + f"{a:0{n}d}" + "*" + f"{b:0{m}d}" + "=" + "+".join(partials) + "=" + ">".join(sums) + "$"
+
+
+_MUL_FORMAT = re.compile(r"^\$(?P<a>\d+)\*(?P<b>\d+)=(?P<ans>[\d+=>]*?)(?P<end>\$?)$")
+
+
+def _parse_multiplication(text: str) -> tuple[str, str, list[str], list[str], bool]:
+    """Operands, partial products and running sums of a (possibly unfinished) scratchpad, checked."""
+    for i, c in enumerate(text):
+        if c not in _ID:
+            raise ValueError(f"{c!r} at index {i} of {text!r} is not a token: the vocabulary is {_CHARS}")
+    m = _MUL_FORMAT.match(text)
+    if m is None:
+        raise ValueError(f"{text!r} is not a multiplication sequence: expected '$', a, '*', b, '=', the "
+                         f"partial products joined by '+', '=', the running sums joined by '>' and "
+                         f"optionally '$', e.g. '$57*21=750+411=7500>7911$'")
+    parts = m["ans"].split("=") if m["ans"] else []
+    if len(parts) > 2:
+        raise ValueError(f"{text!r} has more than two '=' after the prompt")
+    partials = parts[0].split("+") if parts else []
+    sums = parts[1].split(">") if len(parts) == 2 else []
+    if ">" in (parts[0] if parts else "") or (len(parts) == 2 and "+" in parts[1]):
+        raise ValueError(f"{text!r}: '+' joins the partial products, '>' the running sums")
+    return m["a"], m["b"], partials, sums, bool(m["end"])
+
+
+def multiplication_positions(text: str, start: tuple[int, int, int] = (1, 1, 1)) -> list[tuple[int, int, int]]:
+    """Three streams of ids for a multiplication scratchpad: (digit, operand, product-digit).
+
+    With starts (s, o, t): digit i of a gets (s + 1 + i, 0, 0), digit j of b (0, o + j, 0); digit i
+    of P_j gets (s + 1 + i, o + j, t + 1 + i + j), the separator before it (s, o + j, t + j); digit i
+    of C_j (j = 1..m) gets (0, o + j - 1, t + 1 + i), the separator before it (0, o + j - 1, t);
+    ``$`` and ``*`` get (0, 0, 0). So the token that predicts digit i of P_j finds a_i one id ahead
+    in the first stream and b_j at its own id in the second; the token that predicts digit i of C_j
+    finds both summands (C_(j-1) and the shifted P_(j-1)) one id ahead in the third stream, told
+    apart by the second.
+    """
+    s, o, t = (int(x) for x in start)
+    if min(s, o, t) < 1:
+        raise ValueError(f"starts must be at least 1 (0 marks tokens outside a stream), got {start}")
+    a, b, partials, sums, end = _parse_multiplication(text)
+    ids = [(0, 0, 0)] + [(s + 1 + i, 0, 0) for i in reversed(range(len(a)))] + [(0, 0, 0)]
+    ids += [(0, o + j, 0) for j in reversed(range(len(b)))]  # operands: most significant digit first
+    ids.append((s, o, t))  # '=': predicts P_0's first digit
+    for j, p in enumerate(partials):
+        if j:
+            ids.append((s, o + j, t + j))  # '+' before P_j
+        ids += [(s + 1 + i, o + j, t + 1 + i + j) for i in range(len(p))]
+    for j, c in enumerate(sums, start=1):
+        ids.append((0, o + j - 1, t))  # '=' before C_1, '>' before the others
+        ids += [(0, o + j - 1, t + 1 + i) for i in range(len(c))]
+    return ids + ([(0, 0, 0)] if end else [])
+
+
+@dataclass(frozen=True)
+class MultiplicationTask(_Task):
+    """Products of an n-digit and an m-digit number, written with the partial-product scratchpad.
+
+    Attributes:
+        digits: (min, max) length n of the multiplicand a in training.
+        operands: (min, max) length m of the multiplier b in training: the number of partial
+            products, the operand count of the addition that follows.
+        position: "multilevel" (the three id streams of :func:`multiplication_positions`),
+            "absolute" or "none".
+        max_position: the largest digit id (streams 1 and 3) or token id (absolute).
+        max_operand_position: the largest operand id (stream 2).
+        random_start: draw the three starts at random in training (at test they are 1).
+    """
+
+    digits: tuple[int, int] = (1, 3)
+    operands: tuple[int, int] = (1, 3)
+    position: Position = "multilevel"
+    max_position: int = 20
+    max_operand_position: int = 10
+    random_start: bool = True
+
+    def __post_init__(self) -> None:
+        (d0, d1), (k0, k1) = self.digits, self.operands
+        if not 1 <= d0 <= d1:
+            raise ValueError(f"digits must be a range 1 <= min <= max, got {self.digits}")
+        if not 1 <= k0 <= k1:
+            raise ValueError(f"operands (the multiplier's length) must be a range 1 <= min <= max, got {self.operands}")
+        if self.position not in ("absolute", "multilevel", "none"):
+            raise ValueError(f"position={self.position!r}: a multiplication uses 'multilevel' (three id streams), "
+                             f"'absolute' or 'none'")
+        self.length(d1, k1, check=True)
+
+    @property
+    def n_streams(self) -> int:
+        return 3 if self.position == "multilevel" else 1
+
+    def length(self, n_digits: int, n_operands: int, *, check: bool = False) -> int:
+        """Tokens in the sequence of an n-digit times an m-digit number (ids checked with ``check``)."""
+        n, m = int(n_digits), int(n_operands)
+        if n < 1 or m < 1:
+            raise ValueError(f"need n_digits >= 1 and n_operands >= 1, got {n} and {m}")
+        total = n + m + 3 + m * (2 * n + m + 3)
+        if check:
+            need = {"absolute": total - 2, "multilevel": n + max(2, m + 1), "none": 0}[self.position]
+            if need > self.max_position:
+                raise ValueError(f"{n} x {m} digits need position ids up to {need} with position="
+                                 f"{self.position!r}, but max_position={self.max_position}: raise max_position")
+            if self.position == "multilevel" and m > self.max_operand_position:
+                raise ValueError(f"a {m}-digit multiplier needs operand ids up to {m}, but max_operand_position="
+                                 f"{self.max_operand_position}: raise max_operand_position")
+        return total
+
+    def _rows(self, n: int, m: int, size: int, rng: np.random.Generator, train: bool):
+        a = rng.integers(0, 10, size=(size, n))  # least significant digit first
+        b = rng.integers(0, 10, size=(size, m))
+        partials = np.zeros((size, m, n + 1), dtype=np.int64)
+        for j in range(m):
+            carry = np.zeros(size, dtype=np.int64)
+            for i in range(n):
+                v = a[:, i] * b[:, j] + carry
+                partials[:, j, i], carry = v % 10, v // 10
+            partials[:, j, n] = carry
+        sums, total = [], np.zeros((size, n + m), dtype=np.int64)
+        for j in range(m):
+            shifted = np.zeros((size, n + m), dtype=np.int64)
+            shifted[:, j:j + n + 1] = partials[:, j]
+            total = _add_columns(total, shifted)
+            sums.append(total)
+        col = lambda v: np.full((size, 1), v)  # noqa: E731
+        pieces = [col(EOS), a[:, ::-1], col(_ID["*"]), b[:, ::-1], col(_EQ)]
+        for j in range(m):
+            pieces += ([col(_PLUS)] if j else []) + [partials[:, j]]
+        for j in range(m):
+            pieces += [col(_EQ if j == 0 else _SEP), sums[j]]
+        pieces.append(col(EOS))
+        tokens = np.concatenate(pieces, axis=1)
+        prompt = n + m + 3
+        targets = np.full_like(tokens, IGNORE)
+        targets[:, prompt - 1:-1] = tokens[:, prompt:]
+        T = tokens.shape[1]
+
+        def starts(hi: int) -> np.ndarray:
+            if train and self.random_start and hi > 1:
+                return rng.integers(1, hi + 1, size=(size, 1))
+            return np.ones((size, 1), dtype=np.int64)
+
+        if self.position == "absolute":
+            s = starts(self.max_position - (T - 2))
+            pos = np.concatenate([np.zeros((size, 1), dtype=np.int64), s + np.arange(T - 1)[None, :]], axis=1)
+            pos[:, -1] = 0
+        elif self.position == "multilevel":
+            ids = np.array(_multiplication_template(n, m))  # (T, 3) at starts 1
+            hi = (self.max_position - n - 1, self.max_operand_position - m + 1, self.max_position - n - m)
+            shift = np.stack([starts(h)[:, 0] - 1 for h in hi], axis=1)  # (size, 3)
+            pos = ids[None] + shift[:, None, :] * (ids[None] > 0)
+        else:
+            pos = None
+        return tokens, pos, targets, prompt
+
+
+@functools.lru_cache(maxsize=256)
+def _multiplication_template(n: int, m: int) -> tuple[tuple[int, int, int], ...]:
+    return tuple(multiplication_positions(multiplication_text(0, 0, n, m)))
 
 
 # ------------------------------------------------------------------ scores

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from .. import config, train
-from ..data.arithmetic import VOCAB_SIZE, AdditionTask, LengthScores, evaluate, next_token_loss
+from ..data.arithmetic import VOCAB_SIZE, AdditionTask, LengthScores, MultiplicationTask, evaluate, next_token_loss
 from ..models.transformer import DecoderTransformer, TransformerConfig
 
 __all__ = ["ArithmeticRun", "PRESETS", "build", "train_run", "save_checkpoint", "load_checkpoint",
@@ -51,7 +51,9 @@ __all__ = ["ArithmeticRun", "PRESETS", "build", "train_run", "save_checkpoint", 
 class ArithmeticRun:
     """Everything that defines one training run: task, model, optimisation and seed.
 
-    The task fields are those of :class:`hild.data.arithmetic.AdditionTask`, the model fields those
+    The task fields are those of :class:`hild.data.arithmetic.AdditionTask` (``operation="addition"``)
+    or :class:`~hild.data.arithmetic.MultiplicationTask` (``"multiplication"``: ``digits`` and
+    ``operands`` are then the lengths of the multiplicand and the multiplier), the model fields those
     of :class:`hild.models.transformer.TransformerConfig` (its ``position`` and ``max_position`` come
     from the task; ``init="t5"`` is the official code's initialisation, with unit-variance
     embeddings, under which coupled models extrapolate much further than under GPT-2's). Optimisation: AdamW with linear warm-up then cosine decay to
@@ -59,6 +61,7 @@ class ArithmeticRun:
     """
 
     # task
+    operation: str = "addition"
     digits: tuple[int, int] = (1, 5)
     operands: tuple[int, int] = (2, 2)
     scratchpad: bool = False
@@ -83,16 +86,21 @@ class ArithmeticRun:
     clip: float | None = 1.0
     seed: int = 0
 
-    def task(self) -> AdditionTask:
-        return AdditionTask(digits=tuple(self.digits), operands=tuple(self.operands), scratchpad=self.scratchpad,
-                            position=self.position, max_position=self.max_position,
-                            max_operand_position=self.max_operand_position, random_start=self.random_start)
+    def task(self) -> AdditionTask | MultiplicationTask:
+        common = dict(digits=tuple(self.digits), operands=tuple(self.operands), position=self.position,
+                      max_position=self.max_position, max_operand_position=self.max_operand_position,
+                      random_start=self.random_start)
+        if self.operation == "multiplication":
+            return MultiplicationTask(**common)
+        if self.operation != "addition":
+            raise ValueError(f"operation={self.operation!r}: use 'addition' or 'multiplication'")
+        return AdditionTask(scratchpad=self.scratchpad, **common)
 
     def model_config(self) -> TransformerConfig:
         return TransformerConfig(vocab_size=VOCAB_SIZE, d_model=self.d_model, n_layer=self.n_layer,
                                  n_head=self.n_head, d_mlp=self.d_mlp, position=self.position,
                                  max_position=max(self.max_position, self.max_operand_position),
-                                 n_streams=2 if self.position == "multilevel" else 1, init=self.init)
+                                 n_streams=self.task().n_streams, init=self.init)
 
     def replace(self, **changes: Any) -> "ArithmeticRun":
         return dataclasses.replace(self, **changes)
@@ -121,7 +129,7 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, *, steps: int, warmup: int, 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def build(run: ArithmeticRun) -> tuple[DecoderTransformer, AdditionTask]:
+def build(run: ArithmeticRun) -> tuple[DecoderTransformer, AdditionTask | MultiplicationTask]:
     """The run's model (seeded with ``run.seed``) and task."""
     torch.manual_seed(run.seed)
     return DecoderTransformer(run.model_config()), run.task()
@@ -260,12 +268,19 @@ PRESETS: dict[str, ArithmeticRun] = {
         digits=(1, 4), operands=(2, 6), scratchpad=True, position="multilevel", max_position=12,
         max_operand_position=14, d_model=64, n_layer=1, n_head=4, init="t5", steps=5000, batch_size=64, lr=3e-3,
         warmup=100, min_lr_ratio=0.1),
+    # Multiplication with the partial-product scratchpad and three id streams; ``operands`` is the
+    # multiplier's length (the number of partial products).
+    "multiplication-multilevel": ArithmeticRun(
+        operation="multiplication", digits=(1, 4), operands=(1, 4), position="multilevel", max_position=16,
+        max_operand_position=8, d_model=64, n_layer=2, n_head=4, init="t5", steps=8000, batch_size=64, lr=3e-3,
+        warmup=100, min_lr_ratio=0.1),
 }
 EVAL_GRIDS: dict[str, dict[str, Any]] = {
     "addition-coupled": {"digits": list(range(1, 19)), "operands": [2]},
     "addition-absolute": {"digits": list(range(1, 21)), "operands": [2]},
     "addition-nope": {"digits": list(range(1, 21)), "operands": [2]},
     "multi-addition-multilevel": {"digits": list(range(1, 9)), "operands": list(range(2, 11))},
+    "multiplication-multilevel": {"digits": list(range(1, 8)), "operands": list(range(1, 7))},
 }
 
 
